@@ -1,0 +1,112 @@
+"""BigBird configuration: transformers' BigBird fields plus the graph options we add."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+#: model_type of transformers' own BigBird; folders written by it load into our classes.
+REFERENCE_MODEL_TYPE = "big_bird"
+
+
+@strict
+class BigBirdConfig(PreTrainedConfig):
+    r"""Configuration of a longbird BigBird encoder.
+
+    Every field of transformers' `BigBirdConfig` keeps its name, default and meaning, so a
+    `config.json` written by `transformers.BigBirdModel.save_pretrained` loads as is. Added:
+
+    num_global_tokens (`int`, defaults to 0):
+        BigBird-ETC: this many extra learned global tokens are put in front of the sequence; they
+        see and are seen by every token. 0 gives BigBird-ITC (first and last block global).
+    window_blocks (`int`, defaults to 3):
+        Width of the sliding window in blocks (odd: the query block and `(w - 1) / 2` on each side).
+    random_plan (`str`, defaults to `"reference"`):
+        `"reference"` draws random blocks exactly as transformers/the original TF code do (same
+        blocks for layer i), `"uniform"` draws them from the whole sequence. ETC always uses uniform.
+    attention_backend (`str`, defaults to `"auto"`):
+        Executor of the block-sparse graph: `"auto"`, `"gather"`, `"dense"` or `"flex"`.
+    """
+
+    model_type = "longbird_bigbird"
+
+    vocab_size: int = 50358
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu_new"
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    max_position_embeddings: int = 4096
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    use_cache: bool = True
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+    sep_token_id: int | None = 66
+    attention_type: str = "block_sparse"
+    use_bias: bool = True
+    rescale_embeddings: bool = False
+    block_size: int = 64
+    num_random_blocks: int = 3
+    classifier_dropout: float | int | None = None
+    is_decoder: bool = False
+    add_cross_attention: bool = False
+    tie_word_embeddings: bool = True
+    # longbird additions
+    num_global_tokens: int = 0
+    window_blocks: int = 3
+    random_plan: str = "reference"
+    attention_backend: str = "auto"
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.check()
+
+    def check(self) -> None:
+        """Reject settings no model can be built from, naming the field and the fix (ValueError)."""
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads}); change one of them, e.g. num_attention_heads="
+                f"{_divisor_near(self.hidden_size, self.num_attention_heads)}."
+            )
+        if self.attention_type not in ("block_sparse", "original_full"):
+            raise ValueError(
+                f"attention_type must be 'block_sparse' or 'original_full', got {self.attention_type!r}."
+            )
+        if self.block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {self.block_size}.")
+        if self.window_blocks < 1 or self.window_blocks % 2 == 0:
+            raise ValueError(
+                f"window_blocks must be a positive odd number of blocks (the query block plus the same "
+                f"number on each side), got {self.window_blocks}."
+            )
+        if self.num_random_blocks < 0 or self.num_global_tokens < 0:
+            raise ValueError("num_random_blocks and num_global_tokens must be >= 0.")
+        if self.random_plan not in ("reference", "uniform"):
+            raise ValueError(f"random_plan must be 'reference' or 'uniform', got {self.random_plan!r}.")
+        if self.attention_backend not in ("auto", "gather", "dense", "flex"):
+            raise ValueError(
+                f"attention_backend must be one of 'auto', 'gather', 'dense', 'flex', got {self.attention_backend!r}."
+            )
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        # A transformers BigBird config.json (model_type "big_bird") has a subset of our fields:
+        # take it as ours so `from_pretrained(folder)` needs no manual step.
+        if config_dict.get("model_type") == REFERENCE_MODEL_TYPE:
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") == REFERENCE_MODEL_TYPE:
+            config_dict["model_type"] = cls.model_type
+        return config_dict, kwargs
+
+
+def _divisor_near(n: int, k: int) -> int:
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - k))

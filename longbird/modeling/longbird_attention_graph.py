@@ -1,0 +1,339 @@
+"""Who attends to whom: block-sparse attention graphs as data.
+
+A sequence of `n` tokens is cut into `n / block_size` blocks. Every query block is either
+
+* a **global row**: it attends to every key (global tokens, short inputs), or
+* a **sparse row**: it attends to a short list of key blocks, its *slots*: the global blocks,
+  a sliding window of `window_blocks` blocks, and `num_random_blocks` random blocks.
+
+A slot table `key_blocks[b, h, row, slot]` plus a validity mask is all an executor needs; see
+`longbird_attention_executors.py` for the kernels that run it. A slot that repeats a key block
+counts that block twice in the softmax, as transformers' and the original TF BigBird do for their
+random blocks; `BlockGraph.block_counts` gives the multiplicities the dense oracle uses.
+
+Plans are pure functions of (number of blocks, layer, pattern) and cached. They never touch the
+global numpy or torch random state, and training and evaluation use the same plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+# The reference BigBird draws special "paper" plans for these lengths (transformers and TF alike).
+_PAPER_PLAN_LENGTHS = (1024, 3072, 4096)
+
+
+@dataclass(frozen=True)
+class SparsePattern:
+    """The config-level description of a BigBird graph (everything but the input)."""
+
+    block_size: int
+    num_heads: int
+    window_blocks: int = 3
+    num_random_blocks: int = 3
+    random_plan: str = "reference"  # "reference" (transformers/TF draws) or "uniform"
+    max_position_embeddings: int = 4096  # the reference's paper plans are drawn at this length
+
+    def fits(self, num_blocks: int, num_global_blocks: int) -> bool:
+        """Whether a sparse plan exists for a sequence of `num_blocks` blocks.
+
+        Below this length the graph would cover (nearly) every pair anyway and the reference falls
+        back to full attention; with two global blocks and a window of 3 this is transformers'
+        rule `seq_len > (5 + 2 r) * block_size`.
+        """
+        return num_blocks > num_global_blocks + self.window_blocks + 2 * self.num_random_blocks
+
+
+# --------------------------------------------------------------------------------------------
+# Random plans: [num_heads, num_blocks, r] arrays of key-block ids (rows of global blocks unused)
+# --------------------------------------------------------------------------------------------
+
+
+def reference_random_plan(pattern: SparsePattern, num_blocks: int, seed: int) -> np.ndarray:
+    """Random blocks exactly as transformers' BigBird draws them in training for layer `seed`.
+
+    Reproduces the draws (and so the random-number stream) of the original TF implementation and
+    of `transformers.BigBirdBlockSparseAttention` with `np.random.seed(seed)`, using a private
+    `RandomState` instead of the global one. Rows 0 and `num_blocks - 1` (global) are zeros.
+    """
+    r, bs, heads = pattern.num_random_blocks, pattern.block_size, pattern.num_heads
+    rng = np.random.RandomState(seed)
+    plan = np.zeros((heads, num_blocks, r), dtype=np.int64)
+    if r == 0:
+        return plan
+    if num_blocks * bs in _PAPER_PLAN_LENGTHS:
+        # The paper plan is drawn for max_position_embeddings and cut; random blocks lie in the
+        # first 1024 tokens. One independent draw per head, in head order.
+        full_blocks = pattern.max_position_embeddings // bs
+        for h in range(heads):
+            rows = _paper_plan(full_blocks, r, last_idx=1024, block_size=bs, rng=rng)
+            plan[h, 1 : num_blocks - 1] = rows[: num_blocks - 2]
+        return plan
+    plan_lengths, plan_counts = _plan_bounds(num_blocks, r)
+    rows = _headwise_plan(num_blocks, heads, plan_lengths, plan_counts, rng)
+    plan[:, 1 : num_blocks - 1] = rows
+    return plan
+
+
+def _paper_plan(num_blocks: int, r: int, last_idx: int, block_size: int, rng) -> np.ndarray:
+    """Rows 1..num_blocks-2 of the reference 'paper' plan (including its edge-row quirks)."""
+    out = np.zeros((num_blocks - 2, r), dtype=np.int64)
+    middle = np.arange(1, num_blocks - 1)
+    last = num_blocks - 1
+    if last_idx > 2 * block_size:
+        last = last_idx // block_size - 1
+    for i in range(1, num_blocks - 1):
+        start, end = i - 2, i
+        if i == 1:
+            choices = middle[2:last]
+        elif i == 2:
+            choices = middle[3:last]
+        elif i in (num_blocks - 3, num_blocks - 2):
+            # The reference does not exclude the window here, so a random block can repeat a
+            # window block; we keep that (the repeated block counts twice) to stay faithful.
+            choices = middle[:last]
+        elif start > last:
+            choices = middle[:last]
+        elif end + 1 == last:
+            choices = middle[:start]
+        else:
+            choices = np.concatenate((middle[:start], middle[end + 1 : last]))
+        out[i - 1] = rng.permutation(choices)[:r]
+    return out
+
+
+def _plan_bounds(num_blocks: int, r: int) -> tuple[list[int], list[int]]:
+    """Block ranges and random counts of the reference's generic plan."""
+    if 2 * r + 5 < num_blocks:
+        return [2 * r + 5, num_blocks], [r, 0]
+    if r + 5 < num_blocks:
+        return [r + 5, num_blocks], [r // 2, r - r // 2]
+    return [num_blocks], [r]
+
+
+def _headwise_plan(num_blocks, heads, plan_lengths, plan_counts, rng) -> np.ndarray:
+    """Rows 1..num_blocks-2 of the reference's per-head plan (`..._with_head`)."""
+    total = int(sum(plan_counts))
+    plan = np.zeros((heads, num_blocks, total), dtype=np.int64)
+    top = 1
+    last_plan = plan_lengths.index(num_blocks)
+    for p in range(last_plan + 1):
+        if p > 0:
+            if plan_counts[p] > 0:
+                lo, hi = int(sum(plan_counts[:p])), int(sum(plan_counts[: p + 1]))
+                for row in range(top, plan_lengths[p - 1]):
+                    for h in range(heads):
+                        plan[h, row, lo:hi] = _row_draw(row, plan_lengths[p - 1], plan_lengths[p], plan_counts[p], rng)
+            for q in range(p):
+                if plan_counts[q] == 0:
+                    continue
+                for row in range(plan_lengths[p - 1], plan_lengths[p]):
+                    lo = int(sum(plan_counts[:q]))
+                    to_start = plan_lengths[q - 1] if q > 0 else 0
+                    hi = int(sum(plan_counts[: q + 1]))
+                    for h in range(heads):
+                        plan[h, row, lo:hi] = _row_draw(row, to_start, plan_lengths[q], plan_counts[q], rng)
+        if plan_counts[p] == 0:
+            continue
+        hi = int(sum(plan_counts[: p + 1]))
+        lo, from_start, to_start = 0, top, 0
+        if p > 0:
+            lo = int(sum(plan_counts[:p]))
+            from_start = to_start = plan_lengths[p - 1]
+        for row in range(from_start, plan_lengths[p]):
+            for h in range(heads):
+                plan[h, row, lo:hi] = _row_draw(row, to_start, plan_lengths[p], plan_counts[p], rng)
+    return plan[:, 1 : num_blocks - 1]
+
+
+def _row_draw(row: int, to_start: int, to_end: int, count: int, rng) -> np.ndarray:
+    """`count` random blocks in [to_start, to_end) avoiding the window and the global blocks."""
+    permuted = rng.permutation(np.arange(to_start, to_end))
+    illegal = set(range(row - 1, row + 2)) | {0, to_end - 1}
+    if row == 1:
+        illegal.add(to_end - 2)
+    if row == to_end - 2:
+        illegal.add(1)
+    chosen = [b for b in permuted if b not in illegal][:count]
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def uniform_random_plan(
+    pattern: SparsePattern, num_blocks: int, global_blocks: tuple[int, ...], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`r` distinct random blocks per (head, row), drawn from the whole sequence.
+
+    Excludes the row's window and the global blocks, so no block is counted twice. Returns the
+    plan and a validity mask (False where fewer than `r` blocks were left to draw from).
+    """
+    r, half = pattern.num_random_blocks, pattern.window_blocks // 2
+    rng = np.random.RandomState(seed)
+    plan = np.zeros((pattern.num_heads, num_blocks, r), dtype=np.int64)
+    valid = np.zeros_like(plan, dtype=bool)
+    is_global = np.zeros(num_blocks, dtype=bool)
+    is_global[list(global_blocks)] = True
+    for h in range(pattern.num_heads):
+        for row in range(num_blocks):
+            free = ~is_global
+            free[max(0, row - half) : row + half + 1] = False
+            choices = np.flatnonzero(free)
+            picked = rng.permutation(choices)[:r]
+            plan[h, row, : len(picked)] = picked
+            valid[h, row, : len(picked)] = True
+    return plan, valid
+
+
+# --------------------------------------------------------------------------------------------
+# One example's slot table
+# --------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def example_slots(
+    pattern: SparsePattern, seed: int, num_blocks: int, global_blocks: tuple[int, ...], reference_layout: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slot table of one example: key blocks `[H, num_blocks, S]` and their validity.
+
+    Slots are: every global block, the window (clipped to the sequence), then the random blocks.
+    A window or random slot that is a global block is dropped (that block is already a slot).
+    `reference_layout` (first and last block global) selects the reference random plan when the
+    pattern asks for it; other layouts always draw uniformly.
+    """
+    heads, half, r = pattern.num_heads, pattern.window_blocks // 2, pattern.num_random_blocks
+    rows = np.arange(num_blocks)
+    globals_ = np.broadcast_to(np.asarray(global_blocks, dtype=np.int64), (num_blocks, len(global_blocks)))
+    window = rows[:, None] + np.arange(-half, half + 1)[None, :]
+    window_ok = (window >= 0) & (window < num_blocks)
+    window = np.clip(window, 0, num_blocks - 1)
+    if pattern.random_plan == "reference" and reference_layout and r > 0:
+        rand = reference_random_plan(pattern, num_blocks, seed)
+        rand_ok = np.ones_like(rand, dtype=bool)
+    else:
+        rand, rand_ok = uniform_random_plan(pattern, num_blocks, global_blocks, seed)
+    is_global = np.zeros(num_blocks, dtype=bool)
+    is_global[list(global_blocks)] = True
+    window_ok &= ~is_global[window]
+    rand_ok &= ~is_global[rand]
+
+    def per_head(a):
+        return np.broadcast_to(a, (heads, *a.shape))
+
+    keys = np.concatenate([per_head(globals_), per_head(window), rand], axis=-1)
+    valid = np.concatenate([per_head(np.ones_like(globals_, dtype=bool)), per_head(window_ok), rand_ok], axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(keys)), torch.from_numpy(np.ascontiguousarray(valid))
+
+
+# --------------------------------------------------------------------------------------------
+# The graph of a batch
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BlockGraph:
+    """The attention graph of one layer for one batch, at block granularity.
+
+    Attributes:
+        block_size: tokens per block.
+        num_blocks: blocks per (padded) sequence; `n = num_blocks * block_size`.
+        key_blocks: `[B, H, num_blocks, S]` key block of each slot of each sparse row.
+        slot_valid: `[B, H, num_blocks, S]` False for unused slots.
+        global_rows: `[B, G]` query blocks attending to every key; padded with `num_blocks`.
+        key_valid: `[B, n]` False for padding keys (attention_mask == 0 and block padding).
+    """
+
+    block_size: int
+    num_blocks: int
+    key_blocks: torch.Tensor
+    slot_valid: torch.Tensor
+    global_rows: torch.Tensor
+    key_valid: torch.Tensor
+
+    @property
+    def seq_len(self) -> int:
+        return self.num_blocks * self.block_size
+
+    def to(self, device: torch.device) -> BlockGraph:
+        return BlockGraph(
+            self.block_size,
+            self.num_blocks,
+            self.key_blocks.to(device),
+            self.slot_valid.to(device),
+            self.global_rows.to(device),
+            self.key_valid.to(device),
+        )
+
+    def row_is_global(self) -> torch.Tensor:
+        """`[B, num_blocks]` True for global query rows."""
+        b = self.global_rows.shape[0]
+        flags = torch.zeros(b, self.num_blocks + 1, dtype=torch.bool, device=self.global_rows.device)
+        flags.scatter_(1, self.global_rows, True)
+        return flags[:, : self.num_blocks]
+
+    def block_counts(self) -> torch.Tensor:
+        """`[B, H, nb, nb]` how often each query block sees each key block (0 = not at all)."""
+        b, h, nb, s = self.key_blocks.shape
+        counts = torch.zeros(b, h, nb, nb, dtype=torch.float32, device=self.key_blocks.device)
+        counts.scatter_add_(3, self.key_blocks, self.slot_valid.float())
+        counts = torch.where(self.row_is_global()[:, None, :, None], torch.ones_like(counts), counts)
+        return counts
+
+    def dense_bias(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """`[B, H, n, n]` additive attention bias equal to this graph: log(multiplicity) or -inf-like.
+
+        The test oracle and the short-input path; O(n^2) memory, never used for long inputs.
+        """
+        counts = self.block_counts()
+        bs = self.block_size
+        counts = counts.repeat_interleave(bs, dim=2).repeat_interleave(bs, dim=3)
+        counts = (counts * self.key_valid[:, None, None, :]).to(dtype)
+        return torch.where(counts > 0, counts.clamp_min(1).log(), torch.finfo(dtype).min)
+
+
+def build_block_graph(
+    pattern: SparsePattern,
+    seed: int,
+    num_blocks: int,
+    example_blocks: list[int],
+    example_globals: list[tuple[int, ...]],
+    key_valid: torch.Tensor,
+    reference_layout: bool,
+) -> BlockGraph:
+    """Assemble the graph of a batch from per-example (cached) slot tables.
+
+    Args:
+        num_blocks: padded blocks of the batch.
+        example_blocks: blocks holding real tokens, per example (its graph ends there, so padding
+            after it never changes the example's outputs).
+        example_globals: global blocks per example. An example too short for a sparse plan gets
+            every block global (full attention), decided per example and per call.
+        key_valid: `[B, n]` bool.
+    """
+    heads = pattern.num_heads
+    keys, valid, rows = [], [], []
+    for nb_real, globals_ in zip(example_blocks, example_globals):
+        if pattern.fits(nb_real, len(globals_)):
+            k, v = example_slots(pattern, seed, nb_real, globals_, reference_layout)
+        else:  # too short for a sparse plan: full attention for this example (all rows global)
+            globals_ = tuple(range(nb_real))
+            k = torch.zeros(heads, nb_real, 1, dtype=torch.long)
+            v = torch.ones(heads, nb_real, 1, dtype=torch.bool)
+        keys.append(k)
+        valid.append(v)
+        rows.append(list(globals_))
+    width = max(k.shape[-1] for k in keys)
+    key_blocks = torch.zeros(len(keys), heads, num_blocks, width, dtype=torch.long)
+    slot_valid = torch.zeros(len(keys), heads, num_blocks, width, dtype=torch.bool)
+    for i, (k, v) in enumerate(zip(keys, valid)):
+        key_blocks[i, :, : k.shape[1], : k.shape[2]] = k
+        slot_valid[i, :, : v.shape[1], : v.shape[2]] = v
+        # rows past the example's end: attend to block 0 only (outputs are discarded, kept finite)
+        slot_valid[i, :, k.shape[1] :, 0] = True
+    longest = max(len(r) for r in rows)
+    global_rows = torch.full((len(rows), longest), num_blocks, dtype=torch.long)
+    for i, r in enumerate(rows):
+        global_rows[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return BlockGraph(pattern.block_size, num_blocks, key_blocks, slot_valid, global_rows, key_valid)

@@ -1,0 +1,788 @@
+"""BigBird encoders on longbird's sparse-attention core.
+
+Read top to bottom: embeddings -> layers (attention = projections + graph + executor) -> model
+-> task heads. Module and weight names are transformers' BigBird names, so its checkpoints load
+as they are. The graph (who attends to whom) comes from `longbird_attention_graph.py`; how it
+is computed from `longbird_attention_executors.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from ..configuration.configuration_longbird_bigbird import BigBirdConfig
+from .longbird_attention_executors import run_attention
+from .longbird_attention_graph import BlockGraph, SparsePattern, build_block_graph
+
+def activation(name: str) -> nn.Module:
+    """transformers' activation by name; its tanh-GELU ("gelu_new", BigBird's default) as torch's
+    single fused kernel instead of seven elementwise ops (same formula, ~1e-7 apart; it was
+    a quarter of a training step)."""
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return nn.GELU(approximate="tanh")
+    return ACT2FN[name]
+
+
+# --------------------------------------------------------------------------------------------
+# Input layout: where global tokens, real tokens and block padding sit
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SequenceLayout:
+    """How a batch is laid out inside the encoder.
+
+    Internal sequence = `[extra global tokens, padded to whole blocks] + [tokens] + [padding to a
+    whole block]` (block_sparse) or `[extra global tokens] + [tokens]` (original_full).
+    """
+
+    num_prefix: int  # internal positions before the first token (extra global tokens + their padding)
+    seq_len: int  # tokens given by the caller
+    key_valid: torch.Tensor  # [B, n] bool over the internal sequence
+    global_blocks: list[tuple[int, ...]]  # per example (block_sparse only)
+    real_blocks: list[int]  # per example: blocks up to the last real token (block_sparse only)
+
+    def strip(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Internal `[B, n, H]` -> the caller's `[B, seq_len, H]`."""
+        return hidden[:, self.num_prefix : self.num_prefix + self.seq_len]
+
+
+def make_layout(
+    config: BigBirdConfig, attention_mask: torch.Tensor, global_prefix_length: torch.Tensor | None
+) -> SequenceLayout:
+    batch, seq_len = attention_mask.shape
+    device = attention_mask.device
+    mask = attention_mask.bool()
+    g = config.num_global_tokens
+    globals_valid = torch.ones(batch, g, dtype=torch.bool, device=device)
+    if config.attention_type == "original_full":
+        return SequenceLayout(g, seq_len, torch.cat([globals_valid, mask], 1), [], [])
+
+    bs = config.block_size
+    g_blocks = -(-g // bs)
+    num_prefix = g_blocks * bs
+    pad = -seq_len % bs
+    key_valid = torch.cat(
+        [
+            globals_valid,
+            torch.zeros(batch, num_prefix - g, dtype=torch.bool, device=device),
+            mask,
+            torch.zeros(batch, pad, dtype=torch.bool, device=device),
+        ],
+        dim=1,
+    )
+    # An example's graph ends at its last real token: padding after it never changes its outputs.
+    has_token = mask.any(1)
+    last = torch.where(has_token, seq_len - 1 - mask.flip(1).int().argmax(1), torch.zeros_like(has_token, dtype=torch.long))
+    real_blocks = (g_blocks + last // bs + 1).tolist()
+    prefix_blocks = [0] * batch
+    if global_prefix_length is not None:
+        prefix_blocks = (-(-global_prefix_length.to(torch.long) // bs)).tolist()
+    global_blocks = []
+    for nb_real, extra in zip(real_blocks, prefix_blocks):
+        lead = set(range(g_blocks)) | set(range(g_blocks, g_blocks + extra))
+        if g == 0:  # BigBird-ITC: the first and the last block of the example are global
+            lead |= {0, nb_real - 1}
+        global_blocks.append(tuple(sorted(b for b in lead if b < nb_real)))
+    return SequenceLayout(num_prefix, seq_len, key_valid, global_blocks, real_blocks)
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+
+
+class BigBirdEmbeddings(nn.Module):
+    """Word + position + token type embeddings (BERT's), plus BigBird-ETC's extra global tokens."""
+
+    def __init__(self, config: BigBirdConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        if config.num_global_tokens > 0:
+            self.global_token_embeddings = nn.Embedding(config.num_global_tokens, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.rescale = config.hidden_size**0.5 if config.rescale_embeddings else None
+        self.position_ids = nn.Buffer(torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False)
+
+    def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        if self.rescale is not None:
+            inputs_embeds = inputs_embeds * self.rescale
+        seq_len = inputs_embeds.shape[1]
+        if position_ids is None:
+            position_ids = self.position_ids[:, :seq_len]
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids) + self.position_embeddings(position_ids)
+        embeddings = self.LayerNorm(self.dropout(embeddings))
+        return embeddings
+
+    def global_tokens(self, batch: int) -> torch.Tensor:
+        """`[B, num_global_tokens, H]` embeddings of the extra global tokens (BigBird-ETC)."""
+        weight = self.global_token_embeddings.weight
+        return self.LayerNorm(self.dropout(weight)).unsqueeze(0).expand(batch, -1, -1)
+
+
+class BigBirdSelfAttention(nn.Module):
+    """q/k/v projections; the graph decides who attends to whom, an executor computes it."""
+
+    def __init__(self, config: BigBirdConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.dropout = config.attention_probs_dropout_prob
+        self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+
+    def forward(self, hidden_states, graph: BlockGraph | None, full_mask, output_attentions: bool):
+        b, n, _ = hidden_states.shape
+        shape = (b, n, self.num_heads, self.head_dim)
+        q, k, v = (proj(hidden_states).view(shape).transpose(1, 2) for proj in (self.query, self.key, self.value))
+        if graph is None:  # original_full: dense attention through transformers' interface
+            impl = "eager" if output_attentions else self.config._attn_implementation
+            attention = ALL_ATTENTION_FUNCTIONS.get_interface(impl, eager_attention_forward)
+            out, weights = attention(
+                self,
+                q,
+                k,
+                v,
+                full_mask,
+                dropout=self.dropout if self.training else 0.0,
+                scaling=self.scaling,
+            )
+            return out.reshape(b, n, -1), weights
+        # Like the reference, the block-sparse path has no dropout on attention weights.
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        out, weights = run_attention(
+            q, k, v, graph, self.scaling, backend=self.config.attention_backend, output_attentions=output_attentions
+        )
+        return out.transpose(1, 2).reshape(b, n, -1), weights
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """Plain matmul-softmax-matmul; returns weights (used when attentions are requested)."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = nn.functional.dropout(torch.softmax(scores, dim=-1), p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+class BigBirdSelfOutput(nn.Module):
+    def __init__(self, config: BigBirdConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BigBirdAttention(nn.Module):
+    def __init__(self, config: BigBirdConfig, layer_idx: int):
+        super().__init__()
+        self.self = BigBirdSelfAttention(config, layer_idx)
+        self.output = BigBirdSelfOutput(config)
+
+    def forward(self, hidden_states, graph, full_mask, output_attentions):
+        out, weights = self.self(hidden_states, graph, full_mask, output_attentions)
+        return self.output(out, hidden_states), weights
+
+
+class BigBirdIntermediate(nn.Module):
+    def __init__(self, config: BigBirdConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = activation(config.hidden_act)
+
+    def forward(self, hidden_states):
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class BigBirdOutput(nn.Module):
+    def __init__(self, config: BigBirdConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BigBirdLayer(GradientCheckpointingLayer):
+    def __init__(self, config: BigBirdConfig, layer_idx: int):
+        super().__init__()
+        self.attention = BigBirdAttention(config, layer_idx)
+        self.intermediate = BigBirdIntermediate(config)
+        self.output = BigBirdOutput(config)
+
+    def forward(self, hidden_states, graph=None, full_mask=None, output_attentions=False):
+        attention_output, weights = self.attention(hidden_states, graph, full_mask, output_attentions)
+        return self.output(self.intermediate(attention_output), attention_output), weights
+
+
+class BigBirdEncoder(nn.Module):
+    def __init__(self, config: BigBirdConfig):
+        super().__init__()
+        self.config = config
+        self.layer = nn.ModuleList([BigBirdLayer(config, i) for i in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BigBirdModelOutput(BaseModelOutputWithPooling):
+    """`BaseModelOutputWithPooling` plus the extra global tokens' states (BigBird-ETC).
+
+    `hidden_states` cover the caller's tokens only (no global tokens, no block padding);
+    `attentions` are `[B, heads, g + L, g + L]` over global tokens then tokens.
+    """
+
+    global_last_hidden_state: torch.Tensor | None = None
+
+
+class BigBirdPreTrainedModel(PreTrainedModel):
+    config: BigBirdConfig
+    config_class = BigBirdConfig
+    base_model_prefix = "bert"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["BigBirdLayer"]
+    _supports_sdpa = True  # the original_full path dispatches through ALL_ATTENTION_FUNCTIONS
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, BigBirdLMPredictionHead):
+            init.zeros_(module.bias)
+        elif isinstance(module, BigBirdEmbeddings):
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+
+
+class BigBirdModel(BigBirdPreTrainedModel):
+    """The BigBird encoder: `last_hidden_state [B, L, H]` and a tanh pooler over the first token."""
+
+    def __init__(self, config: BigBirdConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = BigBirdEmbeddings(config)
+        self.encoder = BigBirdEncoder(config)
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
+        self.activation = nn.Tanh() if add_pooling_layer else None
+        self.sparse_pattern = SparsePattern(
+            block_size=config.block_size,
+            num_heads=config.num_attention_heads,
+            window_blocks=config.window_blocks,
+            num_random_blocks=config.num_random_blocks,
+            random_plan=config.random_plan,
+            max_position_embeddings=config.max_position_embeddings,
+        )
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        global_prefix_length: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BigBirdModelOutput | tuple:
+        r"""
+        global_prefix_length (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Make the first `k` tokens of each example global (they see and are seen by every
+            token), rounded up to whole blocks. The QA head uses it for the question.
+        """
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = config.return_dict if return_dict is None else return_dict
+        batch, seq_len, device = check_inputs(
+            config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, global_prefix_length
+        )
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, seq_len, dtype=torch.long, device=device)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(batch, seq_len, dtype=torch.long, device=device)
+
+        layout = make_layout(config, attention_mask, global_prefix_length)
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        hidden = self._to_internal(hidden, layout)
+
+        graphs, full_mask = [None] * config.num_hidden_layers, None
+        if config.attention_type == "block_sparse":
+            graphs = [self._graph(layout, hidden.shape[1], layer, hidden.device) for layer in range(len(graphs))]
+        else:
+            full_mask = create_bidirectional_mask(
+                config=config, inputs_embeds=hidden, attention_mask=layout.key_valid.to(torch.long)
+            )
+
+        all_hidden = (layout.strip(hidden),) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer, graph in zip(self.encoder.layer, graphs):
+            hidden, weights = layer(hidden, graph, full_mask, output_attentions)
+            if output_hidden_states:
+                all_hidden += (layout.strip(hidden),)
+            if output_attentions:
+                all_attentions += (_strip_attention(weights, layout),)
+
+        sequence_output = layout.strip(hidden)
+        global_output = hidden[:, : config.num_global_tokens] if config.num_global_tokens else None
+        pooled = None
+        if self.pooler is not None:
+            first = global_output[:, 0] if global_output is not None else sequence_output[:, 0]
+            pooled = self.activation(self.pooler(first))
+        output = BigBirdModelOutput(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled,
+            hidden_states=all_hidden,
+            attentions=all_attentions,
+            global_last_hidden_state=global_output,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _to_internal(self, hidden: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+        """Prepend the extra global tokens (+ block padding) and pad the end to a whole block."""
+        batch = hidden.shape[0]
+        parts = []
+        if self.config.num_global_tokens:
+            parts.append(self.embeddings.global_tokens(batch).to(hidden.dtype))
+        gap = layout.num_prefix - self.config.num_global_tokens
+        tail = layout.key_valid.shape[1] - layout.num_prefix - layout.seq_len
+        if gap:
+            parts.append(hidden.new_zeros(batch, gap, hidden.shape[2]))
+        parts.append(hidden)
+        if tail:
+            parts.append(hidden.new_zeros(batch, tail, hidden.shape[2]))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else hidden
+
+    def _graph(self, layout: SequenceLayout, n: int, layer: int, device: torch.device) -> BlockGraph:
+        reference_layout = self.config.num_global_tokens == 0
+        graph = build_block_graph(
+            self.sparse_pattern,
+            seed=layer,
+            num_blocks=n // self.config.block_size,
+            example_blocks=layout.real_blocks,
+            example_globals=layout.global_blocks,
+            key_valid=layout.key_valid.cpu(),
+            reference_layout=reference_layout,
+        )
+        return graph.to(device)
+
+
+def _strip_attention(weights: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+    """Drop block padding (and the padding after extra global tokens) from attention weights."""
+    g = layout.num_prefix
+    real = list(range(layout.key_valid.shape[1]))
+    keep = [i for i in real if i < g and layout.key_valid[0, i]] + list(range(g, g + layout.seq_len))
+    index = torch.tensor(keep, device=weights.device)
+    return weights.index_select(2, index).index_select(3, index)
+
+
+def check_inputs(config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, global_prefix_length):
+    """Clear errors for bad input, naming the argument and the fix. Returns (batch, seq_len, device)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+    if input_ids is not None:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.long, torch.int):
+            raise TypeError(
+                f"`input_ids` must be an integer torch.Tensor (e.g. tokenizer(..., return_tensors='pt')), "
+                f"got {type(input_ids).__name__}{'' if not isinstance(input_ids, torch.Tensor) else ' of ' + str(input_ids.dtype)}."
+            )
+        if input_ids.dim() != 2:
+            raise ValueError(f"`input_ids` must have shape (batch_size, seq_len), got {tuple(input_ids.shape)}.")
+        shape, device = tuple(input_ids.shape), input_ids.device
+    else:
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+            raise ValueError(
+                f"`inputs_embeds` must have shape (batch_size, seq_len, {config.hidden_size}), "
+                f"got {tuple(inputs_embeds.shape)}."
+            )
+        shape, device = tuple(inputs_embeds.shape[:2]), inputs_embeds.device
+    batch, seq_len = shape
+    if seq_len == 0:
+        raise ValueError("The input is empty (seq_len 0); pass at least one token.")
+    if seq_len > config.max_position_embeddings:
+        raise ValueError(
+            f"The input has {seq_len} tokens but the model has max_position_embeddings="
+            f"{config.max_position_embeddings}; truncate it (tokenizer(..., truncation=True, "
+            f"max_length={config.max_position_embeddings})) or split it into windows."
+        )
+    for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids), ("position_ids", position_ids)):
+        if value is not None and tuple(value.shape) != shape and not (name == "position_ids" and tuple(value.shape) == (1, seq_len)):
+            raise ValueError(
+                f"`{name}` has shape {tuple(value.shape)} but the input has shape {shape}; pass one value per "
+                f"token, e.g. from the same tokenizer call with padding=True."
+            )
+    if token_type_ids is not None and token_type_ids.numel():
+        low, high = int(token_type_ids.min()), int(token_type_ids.max())
+        if low < 0 or high >= config.type_vocab_size:
+            raise ValueError(
+                f"`token_type_ids` must lie in [0, {config.type_vocab_size - 1}] (config.type_vocab_size="
+                f"{config.type_vocab_size}), got values in [{low}, {high}]."
+            )
+    if global_prefix_length is not None:
+        lengths = torch.as_tensor(global_prefix_length).reshape(-1)
+        if lengths.numel() != batch:
+            raise ValueError(f"`global_prefix_length` needs one value per example ({batch}), got {lengths.numel()}.")
+        if int(lengths.min()) < 0 or int(lengths.max()) > seq_len:
+            raise ValueError(
+                f"`global_prefix_length` asks for up to {int(lengths.max())} global tokens but the sequence "
+                f"holds {seq_len}; pass at most the sequence length."
+            )
+    return batch, seq_len, device
+
+
+# --------------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------------
+
+
+class BigBirdPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BigBirdConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform_act_fn = activation(config.hidden_act)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states):
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+
+
+class BigBirdLMPredictionHead(nn.Module):
+    def __init__(self, config: BigBirdConfig):
+        super().__init__()
+        self.transform = BigBirdPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states):
+        return self.decoder(self.transform(hidden_states))
+
+
+class BigBirdOnlyMLMHead(nn.Module):
+    def __init__(self, config: BigBirdConfig):
+        super().__init__()
+        self.predictions = BigBirdLMPredictionHead(config)
+
+    def forward(self, sequence_output):
+        return self.predictions(sequence_output)
+
+
+class BigBirdForMaskedLM(BigBirdPreTrainedModel):
+    _tied_weights_keys = {
+        "cls.predictions.decoder.bias": "cls.predictions.bias",
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+    }
+
+    def __init__(self, config: BigBirdConfig):
+        super().__init__(config)
+        self.bert = BigBirdModel(config)
+        self.cls = BigBirdOnlyMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.cls.predictions.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.cls.predictions.decoder = new_embeddings
+        self.cls.predictions.bias = new_embeddings.bias
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        global_prefix_length=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.bert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, global_prefix_length,
+            output_attentions, output_hidden_states, return_dict=True,
+        )
+        logits = self.cls(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.view(-1))
+        out = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return _maybe_tuple(out, return_dict, self.config)
+
+
+class BigBirdClassificationHead(nn.Module):
+    """Dense + activation + projection over the first token (or the first extra global token)."""
+
+    def __init__(self, config: BigBirdConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, features):
+        x = self.dropout(features)
+        x = self.dropout(self.act(self.dense(x)))
+        return self.out_proj(x)
+
+
+class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
+    """Single-label, multi-label (e.g. 919 chromatin profiles) or regression, by `problem_type`."""
+
+    def __init__(self, config: BigBirdConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BigBirdModel(config)
+        self.classifier = BigBirdClassificationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        global_prefix_length=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.bert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, global_prefix_length,
+            output_attentions, output_hidden_states, return_dict=True,
+        )
+        if outputs.global_last_hidden_state is not None:
+            features = outputs.global_last_hidden_state[:, 0]
+        else:
+            features = outputs.last_hidden_state[:, 0]
+        logits = self.classifier(features)
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        out = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return _maybe_tuple(out, return_dict, self.config)
+
+
+def sequence_classification_loss(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """transformers' problem_type rule: regression, single_label or multi_label classification."""
+    num_labels = config.num_labels
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return MSELoss()(logits.squeeze(), labels.squeeze()) if num_labels == 1 else MSELoss()(logits, labels)
+    if config.problem_type == "single_label_classification":
+        return CrossEntropyLoss()(logits.view(-1, num_labels), labels.view(-1))
+    if config.problem_type == "multi_label_classification":
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"multi-label `labels` must have shape {tuple(logits.shape)} (one 0/1 value per label), "
+                f"got {tuple(labels.shape)}."
+            )
+        return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+    raise ValueError(
+        f"config.problem_type must be 'regression', 'single_label_classification' or "
+        f"'multi_label_classification', got {config.problem_type!r}."
+    )
+
+
+class BigBirdForTokenClassification(BigBirdPreTrainedModel):
+    def __init__(self, config: BigBirdConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BigBirdModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        global_prefix_length=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.bert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, global_prefix_length,
+            output_attentions, output_hidden_states, return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+        out = TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return _maybe_tuple(out, return_dict, self.config)
+
+
+class BigBirdForQuestionAnsweringHead(nn.Module):
+    def __init__(self, config: BigBirdConfig):
+        super().__init__()
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.intermediate = BigBirdIntermediate(config)
+        self.output = BigBirdOutput(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, encoder_output):
+        hidden = self.intermediate(self.dropout(encoder_output))
+        return self.qa_outputs(self.output(hidden, encoder_output))
+
+
+@dataclass
+class BigBirdQuestionAnsweringOutput(QuestionAnsweringModelOutput):
+    pooler_output: torch.Tensor | None = None
+
+
+class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
+    """Span extraction. The question is found from `token_type_ids` (0 = question, 1 = context)
+    when given, else from the first `[SEP]` (`[CLS] question [SEP] context [SEP]`, as
+    transformers does); its tokens are made global and can never be predicted as the answer."""
+
+    def __init__(self, config: BigBirdConfig, add_pooling_layer: bool = False):
+        super().__init__(config)
+        config.num_labels = 2
+        self.num_labels = 2
+        self.bert = BigBirdModel(config, add_pooling_layer=add_pooling_layer)
+        self.qa_classifier = BigBirdForQuestionAnsweringHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        question_lengths=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        r"""
+        question_lengths (`torch.LongTensor` of shape `(batch_size,)` or `(batch_size, 1)`, *optional*):
+            Tokens `[0, question_length)` are the question (`[CLS]`, question, first `[SEP]`).
+        """
+        seq_len = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
+        if question_lengths is None:
+            question_lengths = self._question_lengths(input_ids, token_type_ids, attention_mask)
+        question_mask = None
+        if question_lengths is not None:
+            question_lengths = torch.as_tensor(question_lengths).reshape(-1)
+            positions = torch.arange(seq_len, device=question_lengths.device)
+            question_mask = positions[None, :] < question_lengths[:, None]
+            if token_type_ids is None:
+                token_type_ids = (~question_mask).long()
+            question_mask[:, 0] = False  # [CLS] stays a candidate: it stands for "no answer"
+        outputs = self.bert(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            global_prefix_length=question_lengths,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.qa_classifier(outputs.last_hidden_state)
+        if question_mask is not None:
+            # dtype-safe masking (transformers subtracts 1e6, which breaks fp16 and changes dtype)
+            logits = logits.masked_fill(question_mask.unsqueeze(-1), torch.finfo(logits.dtype).min)
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored = start_logits.size(1)
+            start_positions = start_positions.reshape(-1).clamp(0, ignored)
+            end_positions = end_positions.reshape(-1).clamp(0, ignored)
+            loss_fct = CrossEntropyLoss(ignore_index=ignored)
+            loss = (loss_fct(start_logits, start_positions) + loss_fct(end_logits, end_positions)) / 2
+        out = BigBirdQuestionAnsweringOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            pooler_output=outputs.pooler_output,
+        )
+        return _maybe_tuple(out, return_dict, self.config)
+
+    def _question_lengths(self, input_ids, token_type_ids, attention_mask):
+        if token_type_ids is not None:
+            is_context = token_type_ids.bool()
+            if attention_mask is not None:
+                is_context = is_context | ~attention_mask.bool()
+            has_context = is_context.any(1)
+            first_context = is_context.int().argmax(1)
+            return torch.where(has_context, first_context, torch.full_like(first_context, is_context.shape[1]))
+        if input_ids is None or self.config.sep_token_id is None:
+            return None
+        is_sep = input_ids.eq(self.config.sep_token_id)
+        return torch.where(is_sep.any(1), is_sep.int().argmax(1) + 1, torch.zeros_like(is_sep[:, 0], dtype=torch.long))
+
+
+def _maybe_tuple(output: ModelOutput, return_dict: bool | None, config) -> ModelOutput | tuple:
+    return_dict = config.return_dict if return_dict is None else return_dict
+    return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "BigBirdModel",
+    "BigBirdPreTrainedModel",
+    "BigBirdForMaskedLM",
+    "BigBirdForSequenceClassification",
+    "BigBirdForTokenClassification",
+    "BigBirdForQuestionAnswering",
+]
