@@ -125,7 +125,6 @@ def flex_attention(
     Compiled on CUDA. On CPU it runs eagerly (a dense fallback, for tests only): torch has no
     FlexAttention backward on CPU.
     """
-    from torch.nn.attention.flex_attention import create_block_mask
     from torch.nn.attention.flex_attention import flex_attention as _flex
 
     global _compiled_flex
@@ -142,10 +141,33 @@ def flex_attention(
     def score_mod(score, bi, hi, qi, ki):
         return score + log_counts[bi, hi, qi // bs, ki // bs]
 
-    block_mask = create_block_mask(mask_mod, b, h, n, n, device=query.device, BLOCK_SIZE=bs)
+    block_mask = _block_mask_from_graph(seen, bs, n, mask_mod)
     fn = _flex
     if query.is_cuda:
         if _compiled_flex is None:
             _compiled_flex = torch.compile(_flex, dynamic=False)
         fn = _compiled_flex
     return fn(query, key, value, score_mod=score_mod, block_mask=block_mask, scale=scale)
+
+
+def _block_mask_from_graph(seen: torch.Tensor, block_size: int, n: int, mask_mod):
+    """A FlexAttention BlockMask straight from the graph's block pattern (no n x n evaluation).
+
+    flex's GPU kernels work in tiles of 128; a tile is visited when any of its graph blocks is,
+    and `mask_mod` masks exactly inside it.
+    """
+    from torch.nn.attention.flex_attention import BlockMask, create_block_mask
+
+    tile = max(128, block_size)
+    if tile % block_size:
+        b, h = seen.shape[:2]
+        return create_block_mask(mask_mod, b, h, n, n, device=seen.device, BLOCK_SIZE=tile)
+    per_tile = tile // block_size
+    b, h, nb, _ = seen.shape
+    tiles = -(-nb // per_tile)
+    padded = seen.new_zeros(b, h, tiles * per_tile, tiles * per_tile)
+    padded[:, :, :nb, :nb] = seen
+    visited = padded.view(b, h, tiles, per_tile, tiles, per_tile).any(5).any(3)
+    kv_num_blocks = visited.sum(-1, dtype=torch.int32)
+    kv_indices = torch.argsort(~visited, dim=-1, stable=True).to(torch.int32)
+    return BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=tile, mask_mod=mask_mod, seq_lengths=(n, n))

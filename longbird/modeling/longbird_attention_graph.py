@@ -199,7 +199,7 @@ def example_slots(
     """Slot table of one example: key blocks `[H, num_blocks, S]` and their validity.
 
     Slots are: every global block, the window (clipped to the sequence), then the random blocks.
-    A window or random slot that is a global block is dropped (that block is already a slot).
+    A window slot that is a global block is dropped (that block is already a slot).
     `reference_layout` (first and last block global) selects the reference random plan when the
     pattern asks for it; other layouts always draw uniformly.
     """
@@ -217,7 +217,9 @@ def example_slots(
     is_global = np.zeros(num_blocks, dtype=bool)
     is_global[list(global_blocks)] = True
     window_ok &= ~is_global[window]
-    rand_ok &= ~is_global[rand]
+    # Random slots stay as drawn: the reference plan can hit a global block (e.g. the last block
+    # of a 1024-token input when the plan is drawn for 4096) and then counts it twice, as
+    # transformers and the TF original do; uniform plans never draw global blocks.
 
     def per_head(a):
         return np.broadcast_to(a, (heads, *a.shape))

@@ -760,17 +760,22 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
         return _maybe_tuple(out, return_dict, self.config)
 
     def _question_lengths(self, input_ids, token_type_ids, attention_mask):
-        if token_type_ids is not None:
-            is_context = token_type_ids.bool()
-            if attention_mask is not None:
-                is_context = is_context | ~attention_mask.bool()
-            has_context = is_context.any(1)
-            first_context = is_context.int().argmax(1)
-            return torch.where(has_context, first_context, torch.full_like(first_context, is_context.shape[1]))
-        if input_ids is None or self.config.sep_token_id is None:
-            return None
-        is_sep = input_ids.eq(self.config.sep_token_id)
-        return torch.where(is_sep.any(1), is_sep.int().argmax(1) + 1, torch.zeros_like(is_sep[:, 0], dtype=torch.long))
+        """Per example: the first context token (type 1) when `token_type_ids` mark one, else one
+        past the first [SEP] (transformers' rule, which gives 1 when there is no [SEP])."""
+        from_sep = None
+        if input_ids is not None and self.config.sep_token_id is not None:
+            from_sep = input_ids.eq(self.config.sep_token_id).int().argmax(1) + 1
+        if token_type_ids is None:
+            return from_sep
+        is_context = token_type_ids.bool()
+        if attention_mask is not None:
+            is_context = is_context & attention_mask.bool()
+        from_types = is_context.int().argmax(1)
+        has_context = is_context.any(1)
+        if from_sep is None:
+            return torch.where(has_context, from_types, torch.zeros_like(from_types))
+        # all-zero token_type_ids (a tokenizer's default) say nothing: fall back to [SEP]
+        return torch.where(has_context, from_types, from_sep)
 
 
 def _maybe_tuple(output: ModelOutput, return_dict: bool | None, config) -> ModelOutput | tuple:

@@ -1,0 +1,525 @@
+#!/usr/bin/env python
+"""Side-by-side CPU benchmark of long-sequence encoders (one invocation, one table).
+
+Models (all: hidden 768, 12 heads, FFN 3072, 4 layers, vocab 32000, batch 1, fp32, dropout 0,
+seeded random init, max_position_embeddings 16384):
+
+  longbird    longbird.BigBirdModel, block_sparse, block 64, 3 random blocks
+  hf_bigbird  transformers.BigBirdModel, same config (the reference)
+  sdpa_full   transformers.BertModel, full attention through SDPA, gelu_pytorch_tanh
+  longformer  transformers.LongformerModel, attention_window 256, no global tokens
+  floor       longbird's model with the attention itself replaced by identity
+              (run_attention -> value): embeddings, q/k/v/out projections, FFN, LayerNorm only
+
+The parent process runs one fresh subprocess (this script with --worker) per
+(model, length, mode); the worker builds the model, does one warm-up, times `--repeats` runs,
+and prints one JSON line with the times and resource.getrusage(RUSAGE_SELF).ru_maxrss (peak
+RSS of that whole process: nothing is subtracted). Runs are interleaved: for each length, for
+each mode, every model in turn.
+
+    python bench/bench_encoders.py                                    # full run
+    python bench/bench_encoders.py --lengths 1024 --repeats 1         # smoke run
+    python bench/bench_encoders.py --models longbird,hf_bigbird --lengths 4096,8192 --skip-train
+
+Output: Markdown (environment, table, target summary) on stdout and in
+bench/results/encoders.md; raw worker records in bench/results/encoders.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = ("longbird", "hf_bigbird", "sdpa_full", "longformer", "floor")
+LENGTHS = (1024, 4096, 8192, 16384)
+MODES = ("fwd", "train")
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = dict(
+    vocab_size=32000,
+    hidden_size=768,
+    num_hidden_layers=4,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
+MAX_POS = 16384
+# How time grows with length, used only to predict whether a run can finish before --timeout.
+GROWTH = {"sdpa_full": 2.0}
+DEFAULT_GROWTH = 1.0
+# Skipped by default (when predicted too slow) unless --no-skip.
+PREDICT_SKIP = {("hf_bigbird", "train"), ("sdpa_full", "train")}
+
+
+# ----------------------------------------------------------------------------------------------
+# Worker: one (model, length, mode) in this fresh process
+# ----------------------------------------------------------------------------------------------
+
+
+def build_model(name: str, floor_keep_qk: bool, backend: str):
+    import torch
+
+    torch.manual_seed(0)
+    if name in ("longbird", "floor"):
+        import longbird
+
+        if name == "floor":
+            import longbird.modeling.modeling_longbird_bigbird as lbm
+
+            if floor_keep_qk:
+                # Keep q and k in the autograd graph (their projections get a zero gradient) so
+                # the floor's backward also runs all four attention projections.
+                def no_attention(query, key, value, graph, scale, backend="auto", output_attentions=False):
+                    return value + 0.0 * (query.sum() + key.sum()), None
+            else:
+
+                def no_attention(query, key, value, graph, scale, backend="auto", output_attentions=False):
+                    return value, None
+
+            lbm.run_attention = no_attention
+        config = longbird.BigBirdConfig(
+            **SIZES,
+            max_position_embeddings=MAX_POS,
+            attention_type="block_sparse",
+            block_size=64,
+            num_random_blocks=3,
+            attention_backend=backend,
+        )
+        return longbird.BigBirdModel(config, add_pooling_layer=False)
+    import transformers
+
+    if name == "hf_bigbird":
+        config = transformers.BigBirdConfig(
+            **SIZES,
+            max_position_embeddings=MAX_POS,
+            attention_type="block_sparse",
+            block_size=64,
+            num_random_blocks=3,
+        )
+        return transformers.BigBirdModel(config, add_pooling_layer=False)
+    if name == "sdpa_full":
+        config = transformers.BertConfig(**SIZES, max_position_embeddings=MAX_POS, hidden_act="gelu_pytorch_tanh")
+        return transformers.BertModel._from_config(config, attn_implementation="sdpa", add_pooling_layer=False)
+    if name == "longformer":
+        config = transformers.LongformerConfig(
+            **SIZES,
+            max_position_embeddings=MAX_POS + 2,  # positions start after padding_idx (1)
+            attention_window=256,
+            hidden_act="gelu_pytorch_tanh",
+        )
+        return transformers.LongformerModel(config, add_pooling_layer=False)
+    raise ValueError(f"unknown model {name!r}")
+
+
+def worker(args) -> None:
+    t_start = time.perf_counter()
+    deadline = t_start + 0.9 * args.timeout
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args.model, args.floor_keep_qk, args.longbird_backend)
+    n_params = sum(p.numel() for p in model.parameters())
+    gen = torch.Generator().manual_seed(1234)
+    # ids >= 3: never a pad id (0 for BERT/BigBird, 1 for Longformer)
+    input_ids = torch.randint(3, SIZES["vocab_size"], (1, args.length), generator=gen)
+    attention_mask = torch.ones_like(input_ids)
+    rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    if args.mode == "fwd":
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    else:
+        model.train()
+
+        def step():
+            model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.sum().backward()
+            model.zero_grad(set_to_none=True)
+
+    t0 = time.perf_counter()
+    step()  # warm-up
+    warmup = time.perf_counter() - t0
+    # Fit into the time limit: fewer repeats (at least one) if the warm-up says they won't fit.
+    left = deadline - time.perf_counter()
+    repeats = max(1, min(args.repeats, int(left // max(warmup, 1e-9))))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    record = dict(
+        model=args.model,
+        length=args.length,
+        mode=args.mode,
+        status="ok",
+        median_s=statistics.median(times),
+        times_s=times,
+        warmup_s=warmup,
+        repeats=len(times),
+        repeats_requested=args.repeats,
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        rss_after_build_mib=rss_built,
+        params=n_params,
+        threads=torch.get_num_threads(),
+        wall_s=time.perf_counter() - t_start,
+    )
+    print("RESULT " + json.dumps(record), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parent: spawn, guard, collect
+# ----------------------------------------------------------------------------------------------
+
+
+def mem_available_mib() -> float:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_one(args, model: str, length: int, mode: str, mem_limit_mib: float) -> dict:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--model", model,
+        "--length", str(length),
+        "--mode", mode,
+        "--repeats", str(args.repeats),
+        "--threads", str(args.threads),
+        "--timeout", str(args.timeout),
+        "--longbird-backend", args.longbird_backend,
+    ]  # fmt: skip
+    if args.floor_keep_qk:
+        cmd.append("--floor-keep-qk")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    base = dict(model=model, length=length, mode=mode)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT, start_new_session=True)
+        status, max_rss = None, 0.0
+        while proc.poll() is None:
+            time.sleep(0.2)
+            max_rss = max(max_rss, rss_mib(proc.pid))
+            if time.perf_counter() - t0 > args.timeout:
+                status = "skipped: timeout"
+            elif max_rss > mem_limit_mib:
+                status = f"OOM (> {mem_limit_mib:.0f} MiB guard)"
+            if status:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                break
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if status:
+        return dict(base, status=status, wall_s=wall)
+    for line in stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = stderr.strip().splitlines()[-3:]
+    oom = proc.returncode == -signal.SIGKILL or any(
+        s in stderr for s in ("can't allocate memory", "MemoryError", "out of memory")
+    )
+    status = "OOM" if oom else f"error (rc {proc.returncode})"
+    return dict(base, status=status, wall_s=wall, stderr_tail=tail)
+
+
+def predicted_skip(args, results: dict, model: str, length: int, mode: str) -> str | None:
+    """A reason to skip this run, or None."""
+    earlier = [(l, r) for (m, l, md), r in results.items() if m == model and md == mode and l < length]
+    for l, r in earlier:
+        if r["status"] != "ok" and not r["status"].startswith("skipped: predicted"):
+            short = "OOM" if r["status"].startswith("OOM") else r["status"].replace("skipped: ", "")
+            return f"skipped: {short} at {l}"
+    if args.no_skip or (model, mode) not in PREDICT_SKIP:
+        return None
+    ok = [(l, r) for l, r in earlier if r["status"] == "ok"]
+    if not ok:
+        return None
+    l0, r0 = max(ok, key=lambda x: x[0])
+    step = r0["median_s"] * (length / l0) ** GROWTH.get(model, DEFAULT_GROWTH)
+    # warm-up plus the requested repeats must fit in the limit
+    if step * (1 + args.repeats) > args.timeout:
+        return f"skipped: predicted ~{step:.0f} s/step"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+
+
+def environment(args) -> list[str]:
+    import torch
+    import transformers
+
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+        commit += " (dirty)" if dirty.strip() else ""
+    except OSError:
+        commit = "?"
+    try:
+        import longbird
+
+        lb_version = longbird.__version__
+    except Exception:  # noqa: BLE001
+        lb_version = "?"
+    load = loadavg()
+    return [
+        f"- python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"longbird {lb_version} (git {commit})",
+        f"- CPU: {cpu}; {os.cpu_count()} logical CPUs; torch threads per worker: {args.threads}",
+        f"- memory available at start: {mem_available_mib() / 1024:.1f} GiB; load average at start: {' '.join(load)}"
+        + ("  **WARNING: CPU already busy, timings are not clean**" if busy(load, args.threads) else ""),
+        f"- repeats {args.repeats} (median, after 1 warm-up), timeout {args.timeout} s per run, "
+        f"longbird attention_backend={args.longbird_backend}, floor keeps q/k in backward: {args.floor_keep_qk}",
+    ]
+
+
+def loadavg() -> list[str]:
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[:3]
+    except OSError:
+        return ["?"]
+
+
+def busy(load: list[str], threads: int) -> bool:
+    """Other work is running before the benchmark starts: 1-minute load above half a core."""
+    try:
+        return float(load[0]) > 0.5
+    except ValueError:
+        return False
+
+
+def fmt_time(r: dict | None, repeats: int) -> str:
+    if r is None:
+        return "—"
+    if r["status"] != "ok":
+        return r["status"]
+    s = f"{r['median_s']:.3f}"
+    return s + (f" (n={r['repeats']})" if r["repeats"] < repeats else "")
+
+
+def fmt_mem(r: dict | None) -> str:
+    return f"{r['peak_rss_mib']:.0f}" if r and r["status"] == "ok" else "—"
+
+
+def ratio(a: dict | None, b: dict | None, key: str) -> float | None:
+    if a is None or b is None or a["status"] != "ok" or b["status"] != "ok":
+        return None
+    return a[key] / b[key]
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def report(args, results: dict, env_lines: list[str]) -> str:
+    g = lambda m, l, md: results.get((m, l, md))  # noqa: E731
+    lines = ["# Encoder benchmark (CPU)", "", *env_lines, ""]
+    header = [
+        "length", "model", "fwd s", "train s", "fwd peak MiB", "train peak MiB",
+        "fwd × hf_bigbird", "train × hf_bigbird", "train mem × hf_bigbird", "fwd × floor", "train × floor",
+    ]  # fmt: skip
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for length in args.lengths:
+        for m in args.models:
+            f, t = g(m, length, "fwd"), g(m, length, "train")
+            hf_f, hf_t = g("hf_bigbird", length, "fwd"), g("hf_bigbird", length, "train")
+            fl_f, fl_t = g("floor", length, "fwd"), g("floor", length, "train")
+            row = [
+                str(length),
+                m,
+                fmt_time(f, args.repeats),
+                "skipped (--skip-train)" if args.skip_train else fmt_time(t, args.repeats),
+                fmt_mem(f),
+                fmt_mem(t),
+                fmt_ratio(ratio(f, hf_f, "median_s")),
+                fmt_ratio(ratio(t, hf_t, "median_s")),
+                fmt_ratio(ratio(t, hf_t, "peak_rss_mib")),
+                fmt_ratio(ratio(f, fl_f, "median_s")),
+                fmt_ratio(ratio(t, fl_t, "median_s")),
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "Times: median seconds per call (batch 1); `(n=k)`: only k repeats fitted in the timeout. "
+        "Peak MiB: ru_maxrss of a fresh process running only that model, length and mode "
+        "(includes the Python/torch baseline). Ratios `× X` are this model / X "
+        "(time or memory; < 1 means faster or smaller than X).",
+        "",
+        "## Targets",
+        "",
+    ]
+    lines += summary(results)
+    return "\n".join(lines) + "\n"
+
+
+def summary(results: dict) -> list[str]:
+    g = lambda m, l, md: results.get((m, l, md))  # noqa: E731
+    out = []
+
+    def target(label: str, value: float | None, op: str, bound: float, fmt: str = "{:.2f}") -> None:
+        if value is None:
+            out.append(f"- {label}: n/a (not measured)  [target {op} {bound}]")
+            return
+        ok = value >= bound if op == ">=" else value <= bound
+        out.append(f"- {label}: {fmt.format(value)}  [target {op} {bound}] **{'PASS' if ok else 'MISS'}**")
+
+    def inv(x: float | None) -> float | None:
+        return None if x is None else 1.0 / x
+
+    for length in (4096, 8192):
+        lb_f, lb_t = g("longbird", length, "fwd"), g("longbird", length, "train")
+        target(f"{length}: fwd speedup longbird vs hf_bigbird",
+               inv(ratio(lb_f, g("hf_bigbird", length, "fwd"), "median_s")), ">=", 2.5)  # fmt: skip
+        target(f"{length}: train speedup longbird vs hf_bigbird",
+               inv(ratio(lb_t, g("hf_bigbird", length, "train"), "median_s")), ">=", 2.0)  # fmt: skip
+        for mode, r in (("fwd", lb_f), ("train", lb_t)):
+            x = ratio(r, g("longformer", length, mode), "median_s")
+            label = f"{length}: longbird {mode} faster than longformer (time ratio longbird/longformer)"
+            if x is None:
+                out.append(f"- {label}: n/a (not measured)  [target: yes]")
+            else:
+                out.append(f"- {label}: {'yes' if x < 1 else 'no'} ({x:.2f})  [target: yes] "
+                           f"**{'PASS' if x < 1 else 'MISS'}**")  # fmt: skip
+    target("8192: longbird fwd / floor fwd",
+           ratio(g("longbird", 8192, "fwd"), g("floor", 8192, "fwd"), "median_s"), "<=", 1.5)  # fmt: skip
+    target("8192: longbird train / floor train",
+           ratio(g("longbird", 8192, "train"), g("floor", 8192, "train"), "median_s"), "<=", 1.4)  # fmt: skip
+    for length in (4096, 8192):
+        target(f"{length}: peak train memory longbird / hf_bigbird",
+               ratio(g("longbird", length, "train"), g("hf_bigbird", length, "train"), "peak_rss_mib"),
+               "<=", 0.6)  # fmt: skip
+    for mode in ("fwd", "train"):
+        target(f"longbird {mode} time(16384) / time(4096)",
+               ratio(g("longbird", 16384, mode), g("longbird", 4096, mode), "median_s"), "<=", 4.5)  # fmt: skip
+    target("1024: longbird fwd / sdpa_full fwd",
+           ratio(g("longbird", 1024, "fwd"), g("sdpa_full", 1024, "fwd"), "median_s"), "<=", 1.1)  # fmt: skip
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    csv_int = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    csv = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+    p.add_argument("--lengths", type=csv_int, default=list(LENGTHS), help="comma list (default 1024,4096,8192,16384)")
+    p.add_argument("--models", type=csv, default=list(MODELS), help=f"comma list from {','.join(MODELS)}")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (median reported)")
+    p.add_argument("--skip-train", action="store_true", help="forward only")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per (model, length, mode) subprocess")
+    p.add_argument("--no-skip", action="store_true",
+                   help="run hf_bigbird/sdpa_full training even when predicted slower than --timeout")  # fmt: skip
+    p.add_argument("--mem-limit-mib", type=float, default=None,
+                   help="kill a worker whose RSS exceeds this (default: 90%% of MemAvailable at start)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each worker")
+    p.add_argument("--longbird-backend", default="auto", help="longbird attention_backend (auto/gather/dense/flex)")
+    p.add_argument("--floor-keep-qk", action="store_true",
+                   help="floor: keep q/k projections in the backward (zero gradient) instead of dropping them")  # fmt: skip
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "encoders.md")
+    # worker-only
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--length", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    bad = [m for m in args.models if m not in MODELS]
+    if bad:
+        p.error(f"unknown models {bad}; choose from {MODELS}")
+    if any(l > MAX_POS or l % 256 for l in args.lengths):
+        p.error(f"lengths must be multiples of 256 and <= {MAX_POS}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        worker(args)
+        return
+    env_lines = environment(args)
+    mem_limit = args.mem_limit_mib or 0.9 * mem_available_mib()
+    print("\n".join(env_lines), file=sys.stderr, flush=True)
+    print(f"- worker RSS guard: {mem_limit:.0f} MiB", file=sys.stderr, flush=True)
+    modes = ["fwd"] if args.skip_train else list(MODES)
+    results: dict = {}
+    jsonl = args.out.with_suffix(".jsonl")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    with open(jsonl, "w") as log:
+        for length in args.lengths:
+            for mode in modes:
+                for m in args.models:
+                    reason = predicted_skip(args, results, m, length, mode)
+                    if reason:
+                        r = dict(model=m, length=length, mode=mode, status=reason)
+                    else:
+                        r = run_one(args, m, length, mode, mem_limit)
+                    results[(m, length, mode)] = r
+                    log.write(json.dumps(r) + "\n")
+                    log.flush()
+                    msg = (
+                        f"{r['median_s']:.3f} s (n={r['repeats']}), peak {r['peak_rss_mib']:.0f} MiB, "
+                        f"wall {r['wall_s']:.0f} s"
+                        if r["status"] == "ok"
+                        else r["status"] + (f" — {r['stderr_tail']}" if r.get("stderr_tail") else "")
+                    )
+                    print(f"[{time.perf_counter() - t_all:7.0f} s] {length:>6} {mode:<5} {m:<11} {msg}",
+                          file=sys.stderr, flush=True)  # fmt: skip
+    end_load = loadavg()
+    env_lines.append(
+        f"- load average at end: {' '.join(end_load)} (includes the benchmark's own {args.threads} threads); "
+        f"total wall {time.perf_counter() - t_all:.0f} s"
+    )
+    text = report(args, results, env_lines)
+    args.out.write_text(text)
+    print(text)
+    print(f"written: {args.out} and {jsonl}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

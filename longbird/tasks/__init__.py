@@ -1,0 +1,1 @@
+"""Task recipes and the built-in demo (the `longbird` command)."""
