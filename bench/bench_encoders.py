@@ -216,8 +216,8 @@ def run_one(args, model: str, length: int, mode: str, mem_limit_mib: float) -> d
         "--timeout", str(args.timeout),
         "--longbird-backend", args.longbird_backend,
     ]  # fmt: skip
-    if args.floor_keep_qk:
-        cmd.append("--floor-keep-qk")
+    if not args.floor_keep_qk:
+        cmd.append("--floor-drop-qk")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     base = dict(model=model, length=length, mode=mode)
@@ -459,8 +459,8 @@ def parse_args():
                    help="kill a worker whose RSS exceeds this (default: 90%% of MemAvailable at start)")  # fmt: skip
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each worker")
     p.add_argument("--longbird-backend", default="auto", help="longbird attention_backend (auto/gather/dense/flex)")
-    p.add_argument("--floor-keep-qk", action="store_true",
-                   help="floor: keep q/k projections in the backward (zero gradient) instead of dropping them")  # fmt: skip
+    p.add_argument("--floor-drop-qk", dest="floor_keep_qk", action="store_false",
+                   help="floor: drop the q/k projections from the backward (default keeps them, zero gradient)")  # fmt: skip
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "encoders.md")
     # worker-only
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

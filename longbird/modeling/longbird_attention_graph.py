@@ -201,7 +201,7 @@ def example_slots(
     Slots are: every global block, the window (clipped to the sequence), then the random blocks.
     A window slot that is a global block is dropped (that block is already a slot).
     `reference_layout` (first and last block global) selects the reference random plan when the
-    pattern asks for it; other layouts always draw uniformly.
+    pattern asks for it and the window is the reference's 3 blocks; other layouts draw uniformly.
     """
     heads, half, r = pattern.num_heads, pattern.window_blocks // 2, pattern.num_random_blocks
     rows = np.arange(num_blocks)
@@ -209,7 +209,8 @@ def example_slots(
     window = rows[:, None] + np.arange(-half, half + 1)[None, :]
     window_ok = (window >= 0) & (window < num_blocks)
     window = np.clip(window, 0, num_blocks - 1)
-    if pattern.random_plan == "reference" and reference_layout and r > 0:
+    # The reference plan exists only for its own layout: first/last block global, window of 3.
+    if pattern.random_plan == "reference" and reference_layout and pattern.window_blocks == 3 and r > 0:
         rand = reference_random_plan(pattern, num_blocks, seed)
         rand_ok = np.ones_like(rand, dtype=bool)
     else:
