@@ -12,6 +12,8 @@ All return `[B, H, n, d]` and agree to float tolerance (tests/test_executors.py)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -43,6 +45,9 @@ def run_attention(
     if backend == "dense":
         return dense_attention(query, key, value, graph, scale)
     if backend == "flex":
+        if not query.is_cuda and torch.is_grad_enabled() and query.requires_grad:
+            # torch has no FlexAttention backward on CPU: train with the gather executor there.
+            return gather_attention(query, key, value, graph, scale), None
         return flex_attention(query, key, value, graph, scale), None
     raise ValueError(f"attention backend must be one of {EXECUTORS} or 'auto', got {backend!r}")
 
@@ -74,9 +79,9 @@ def gather_attention(
     rows = b * h * nb
     offsets = torch.arange(b * h, device=query.device).view(b, h, 1, 1) * nb
     flat = (graph.key_blocks + offsets).reshape(-1)
-    sorted_flat, order = flat.sort(stable=True)
-    k_rows = gather_blocks(key.reshape(rows, bs, d), flat, sorted_flat, order).view(rows, 1, slots * bs, d)
-    v_rows = gather_blocks(value.reshape(rows, bs, d), flat, sorted_flat, order).view(rows, 1, slots * bs, d)
+    routing = SlotRouting.from_graph(graph, flat)
+    k_rows = gather_blocks(key.reshape(rows, bs, d), routing).view(rows, 1, slots * bs, d)
+    v_rows = gather_blocks(value.reshape(rows, bs, d), routing).view(rows, 1, slots * bs, d)
     visible = graph.slot_valid.unsqueeze(-1)
     if not bool(graph.key_valid.all()):
         block_offsets = torch.arange(b, device=query.device).view(b, 1, 1, 1) * nb
@@ -103,30 +108,98 @@ def gather_attention(
     return out[:, :, :nb].reshape(b, h, n, d)
 
 
-class _GatherBlocks(torch.autograd.Function):
-    """`blocks.index_select(0, index)` whose backward adds gradients in sorted index order.
+@dataclass
+class SlotRouting:
+    """How gradients of gathered slots flow back to key blocks, column by column.
 
-    autograd's own backward (index_add_ in slot order) hops between destination blocks and was
-    the slowest op of a training step on CPU; sorted, the same sums run ~2x faster.
+    Sending each slot's gradient to its block one by one (index_add_ in slot order) hops through
+    memory and was the slowest op of a CPU training step. Most slot columns have structure:
+    window columns point at `row + offset` (one shifted add) and global columns at one block
+    per (example, head) (a sum over rows); only random columns need a scatter. Slots that are
+    not used (masked) carry no gradient in the forward computation; the shifted add would route
+    them anyway, so their contribution is subtracted again (`fix_*`).
     """
 
+    flat: torch.Tensor  # [R, S] block index of every slot (R = B*H*nb rows)
+    shifts: list[tuple[int, int]]  # (column, offset)
+    constants: list[tuple[int, torch.Tensor]]  # (column, [B*H] destination block)
+    scattered: list[int]  # columns routed slot by slot
+    fix_rows: torch.Tensor  # unused slots in structured columns: row, column, routed destination
+    fix_cols: torch.Tensor
+    fix_dest: torch.Tensor
+
     @staticmethod
-    def forward(ctx, blocks, index, sorted_index, order):
-        ctx.save_for_backward(sorted_index, order)
+    def from_graph(graph: BlockGraph, flat: torch.Tensor) -> SlotRouting:
+        b, h, nb, s = graph.key_blocks.shape
+        flat = flat.view(b * h * nb, s)
+        rows = torch.arange(b * h * nb, device=flat.device)
+        valid = graph.slot_valid.reshape(b * h * nb, s)
+        shifts, constants, scattered = [], [], []
+        fix_rows, fix_cols, fix_dest = [], [], []
+        for c in range(s):
+            used = valid[:, c]
+            if not bool(used.any()):
+                continue  # never attended: no gradient at all
+            offset = flat[:, c] - rows
+            first = offset[used][0]
+            if bool((offset[used] == first).all()):
+                o = int(first)
+                shifts.append((c, o))
+                dest = rows + o
+                keep = ~used & (dest >= 0) & (dest < rows.numel())
+            else:
+                per_head = flat[:, c].view(b * h, nb)
+                used_bh = used.view(b * h, nb)
+                target = torch.where(used_bh, per_head, per_head.new_full((), -1)).amax(1)
+                same = torch.where(used_bh, per_head == target[:, None], True).all()
+                if not bool(same):
+                    scattered.append(c)
+                    continue
+                target = torch.where(target < 0, per_head[:, 0], target)
+                constants.append((c, target))
+                dest = target.repeat_interleave(nb)
+                keep = ~used
+            fix_rows.append(rows[keep])
+            fix_cols.append(torch.full_like(rows[keep], c))
+            fix_dest.append(dest[keep])
+        cat = lambda xs: torch.cat(xs) if xs else rows[:0]  # noqa: E731
+        return SlotRouting(flat, shifts, constants, scattered, cat(fix_rows), cat(fix_cols), cat(fix_dest))
+
+    def backward(self, grad: torch.Tensor, num_blocks: int) -> torch.Tensor:
+        """`grad` of the gathered slots `[R, S, ...]` -> gradient of the blocks `[num_blocks, ...]`."""
+        r, s = self.flat.shape
+        g = grad.reshape(r, s, -1)
+        out = g.new_zeros(num_blocks, g.shape[-1])
+        for c, o in self.shifts:
+            lo, hi = max(0, -o), r - max(0, o)
+            out[lo + o : hi + o] += g[lo:hi, c]
+        for c, target in self.constants:
+            out.index_add_(0, target, g[:, c].reshape(target.numel(), -1, g.shape[-1]).sum(1))
+        for c in self.scattered:
+            out.index_add_(0, self.flat[:, c], g[:, c])
+        if self.fix_rows.numel():
+            out.index_add_(0, self.fix_dest, -g[self.fix_rows, self.fix_cols])
+        return out.view(num_blocks, *grad.shape[2:])
+
+
+class _GatherBlocks(torch.autograd.Function):
+    """`blocks.index_select(0, routing.flat)` with the structured backward of `SlotRouting`."""
+
+    @staticmethod
+    def forward(ctx, blocks, routing):
+        ctx.routing = routing
         ctx.num_blocks = blocks.shape[0]
-        return blocks.index_select(0, index)
+        return blocks.index_select(0, routing.flat.reshape(-1))
 
     @staticmethod
     def backward(ctx, grad):
-        sorted_index, order = ctx.saved_tensors
-        flat_grad = grad.reshape(grad.shape[0], -1).index_select(0, order)
-        blocks_grad = flat_grad.new_zeros(ctx.num_blocks, flat_grad.shape[1]).index_add_(0, sorted_index, flat_grad)
-        return blocks_grad.view(ctx.num_blocks, *grad.shape[1:]), None, None, None
+        r, s = ctx.routing.flat.shape
+        return ctx.routing.backward(grad.view(r, s, *grad.shape[1:]), ctx.num_blocks), None
 
 
-def gather_blocks(blocks, index, sorted_index, order) -> torch.Tensor:
-    """`blocks[index]` with a fast backward; `sorted_index, order = index.sort(stable=True)`."""
-    return _GatherBlocks.apply(blocks, index, sorted_index, order)
+def gather_blocks(blocks: torch.Tensor, routing: SlotRouting) -> torch.Tensor:
+    """`blocks[routing.flat]` (`[R*S, ...]`) with a fast, structure-aware backward."""
+    return _GatherBlocks.apply(blocks, routing)
 
 
 def dense_attention(
@@ -152,8 +225,8 @@ def flex_attention(
 ) -> torch.Tensor:
     """FlexAttention over the graph: BlockMask from the block counts, log-multiplicity score_mod.
 
-    Compiled on CUDA. On CPU it runs eagerly (a dense fallback, for tests only): torch has no
-    FlexAttention backward on CPU.
+    Compiled on CUDA, and on CPU under no_grad (inference); a CPU call that needs gradients runs
+    flex's eager (dense) reference instead, since torch has no compiled flex backward on CPU.
     """
     from torch.nn.attention.flex_attention import flex_attention as _flex
 
@@ -173,10 +246,13 @@ def flex_attention(
 
     block_mask = _block_mask_from_graph(seen, bs, n, mask_mod)
     fn = _flex
-    if query.is_cuda:
+    if query.is_cuda or not torch.is_grad_enabled():
         if _compiled_flex is None:
             _compiled_flex = torch.compile(_flex, dynamic=False)
         fn = _compiled_flex
+    # Multiplicities above 1 only occur with some reference plans; skip the lookup otherwise.
+    if not bool((counts > 1).any()):
+        score_mod = None
     return fn(query, key, value, score_mod=score_mod, block_mask=block_mask, scale=scale)
 
 
@@ -188,7 +264,7 @@ def _block_mask_from_graph(seen: torch.Tensor, block_size: int, n: int, mask_mod
     """
     from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 
-    tile = max(128, block_size)
+    tile = max(128, block_size) if seen.is_cuda else block_size
     if tile % block_size:
         b, h = seen.shape[:2]
         return create_block_mask(mask_mod, b, h, n, n, device=seen.device, BLOCK_SIZE=tile)

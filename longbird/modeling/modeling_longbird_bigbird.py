@@ -177,8 +177,8 @@ class BigBirdSelfAttention(nn.Module):
                 scaling=self.scaling,
             )
             return out.reshape(b, n, -1), weights
-        # Like the reference, the block-sparse path has no dropout on attention weights.
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        # Like the reference, the block-sparse path has no dropout on attention weights. q/k/v stay
+        # [B, n, H, d]-strided views: SDPA's CPU kernel reads that layout without a copy.
         out, weights = run_attention(
             q, k, v, graph, self.scaling, backend=self.config.attention_backend, output_attentions=output_attentions
         )
