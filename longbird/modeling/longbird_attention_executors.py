@@ -12,6 +12,7 @@ All return `[B, H, n, d]` and agree to float tolerance (tests/test_executors.py)
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -52,18 +53,60 @@ def run_attention(
     raise ValueError(f"attention backend must be one of {EXECUTORS} or 'auto', got {backend!r}")
 
 
-def _key_bias(graph: BlockGraph, dtype: torch.dtype) -> torch.Tensor | None:
-    """`[B, 1, 1, n]` additive bias hiding padding keys, or None when there is none."""
-    if bool(graph.key_valid.all()):
-        return None
-    return _bool_to_bias(graph.key_valid[:, None, None, :], dtype)
-
-
 def _bool_to_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     # finfo.min rather than -inf: a row with no visible key (a padding row) stays finite instead
     # of becoming NaN, which would leak into later layers through 0 * NaN.
     zero = torch.zeros((), dtype=dtype, device=mask.device)
     return torch.where(mask, zero, torch.finfo(dtype).min)
+
+
+@dataclass
+class GatherPlan:
+    """What the gather executor derives from a graph, computed once on the host and cached."""
+
+    routing: SlotRouting  # slot -> key block index and its gradient routing
+    sparse_bias: torch.Tensor | None  # [B*H*nb, 1, 1, S*bs] hides unused slots and padding keys
+    key_bias: torch.Tensor | None  # [B, 1, 1, n] hides padding keys from global rows
+
+    @staticmethod
+    def of(graph: BlockGraph, dtype: torch.dtype, device: torch.device) -> GatherPlan:
+        memo = (dtype, device)
+        if memo not in graph.cache:
+            host = graph.on_host()
+            b, h, nb, s = host.key_blocks.shape
+            bs = host.block_size
+            routing = _routing(host, device)
+            visible = host.slot_valid.unsqueeze(-1)
+            keys_all_valid = bool(host.key_valid.all())
+            if not keys_all_valid:
+                key_valid_blocks = host.key_valid.view(b * nb, bs)
+                visible = visible & key_valid_blocks[host.key_blocks + torch.arange(b).view(b, 1, 1, 1) * nb]
+            sparse_bias = None
+            if not bool(visible.all()):
+                visible = visible.expand(b, h, nb, s, bs).reshape(b * h * nb, 1, 1, s * bs)
+                sparse_bias = _bool_to_bias(visible, dtype).to(device)
+            key_bias = None if keys_all_valid else _bool_to_bias(host.key_valid[:, None, None, :], dtype).to(device)
+            graph.cache[memo] = GatherPlan(routing, sparse_bias, key_bias)
+        return graph.cache[memo]
+
+
+_ROUTINGS: OrderedDict = OrderedDict()  # (graph structure, device) -> SlotRouting; a small LRU
+
+
+def _routing(host: BlockGraph, device: torch.device) -> SlotRouting:
+    """The slot routing of a graph; depends only on its structure, so batches of one shape share it."""
+    memo = (host.structure, device) if host.structure is not None else None
+    if memo is not None and memo in _ROUTINGS:
+        _ROUTINGS.move_to_end(memo)
+        return _ROUTINGS[memo]
+    b, h, nb, s = host.key_blocks.shape
+    flat = host.key_blocks + torch.arange(b * h).view(b, h, 1, 1) * nb
+    routing = SlotRouting.from_slots(flat.view(-1, s), host.slot_valid.view(-1, s), nb).to(device)
+    if memo is not None:
+        _ROUTINGS[memo] = routing
+        if len(_ROUTINGS) > 256:
+            _ROUTINGS.popitem(last=False)
+    return routing
 
 
 def gather_attention(
@@ -72,27 +115,16 @@ def gather_attention(
     b, h, n, d = query.shape
     bs, nb = graph.block_size, graph.num_blocks
     slots = graph.key_blocks.shape[-1]
+    plan = GatherPlan.of(graph, query.dtype, query.device)
 
     # Sparse rows: one index_select of key/value blocks, then one SDPA over B*H*nb rows. Rows go
     # in the batch dimension with one "head": SDPA's CPU kernel works in [batch, len, heads, d],
     # which is then the same memory, so neither it nor autograd copies the gathered blocks.
     rows = b * h * nb
-    offsets = torch.arange(b * h, device=query.device).view(b, h, 1, 1) * nb
-    flat = (graph.key_blocks + offsets).reshape(-1)
-    routing = SlotRouting.from_graph(graph, flat)
-    k_rows = gather_blocks(key.reshape(rows, bs, d), routing).view(rows, 1, slots * bs, d)
-    v_rows = gather_blocks(value.reshape(rows, bs, d), routing).view(rows, 1, slots * bs, d)
-    visible = graph.slot_valid.unsqueeze(-1)
-    if not bool(graph.key_valid.all()):
-        block_offsets = torch.arange(b, device=query.device).view(b, 1, 1, 1) * nb
-        key_valid_blocks = graph.key_valid.view(b * nb, bs)
-        visible = visible & key_valid_blocks[graph.key_blocks + block_offsets]
-    bias = None
-    if not bool(visible.all()):
-        visible = visible.expand(b, h, nb, slots, bs).reshape(rows, 1, 1, slots * bs)
-        bias = _bool_to_bias(visible, query.dtype)
+    k_rows = gather_blocks(key.reshape(rows, bs, d), plan.routing).view(rows, 1, slots * bs, d)
+    v_rows = gather_blocks(value.reshape(rows, bs, d), plan.routing).view(rows, 1, slots * bs, d)
     out = F.scaled_dot_product_attention(
-        query.reshape(rows, 1, bs, d), k_rows, v_rows, attn_mask=bias, scale=scale
+        query.reshape(rows, 1, bs, d), k_rows, v_rows, attn_mask=plan.sparse_bias, scale=scale
     ).view(b, h, nb, bs, d)
 
     # Global rows: every key. Padded row ids point at an extra "trash" block that is cut off.
@@ -101,7 +133,7 @@ def gather_attention(
     index = global_rows.clamp_max(nb - 1)[:, None, :, None, None].expand(b, h, g, bs, d)
     q_global = query.view(b, h, nb, bs, d).gather(2, index).reshape(b, h, g * bs, d)
     out_global = F.scaled_dot_product_attention(
-        q_global, key, value, attn_mask=_key_bias(graph, query.dtype), scale=scale
+        q_global, key, value, attn_mask=plan.key_bias, scale=scale
     ).view(b, h, g, bs, d)
     out = torch.cat([out, out.new_zeros(b, h, 1, bs, d)], dim=2)
     out = out.scatter(2, global_rows[:, None, :, None, None].expand(b, h, g, bs, d), out_global)
@@ -129,11 +161,10 @@ class SlotRouting:
     fix_dest: torch.Tensor
 
     @staticmethod
-    def from_graph(graph: BlockGraph, flat: torch.Tensor) -> SlotRouting:
-        b, h, nb, s = graph.key_blocks.shape
-        flat = flat.view(b * h * nb, s)
-        rows = torch.arange(b * h * nb, device=flat.device)
-        valid = graph.slot_valid.reshape(b * h * nb, s)
+    def from_slots(flat: torch.Tensor, valid: torch.Tensor, num_blocks: int) -> SlotRouting:
+        """Classify the columns of a `[R, S]` slot table (host tensors; rows in (b, h, block) order)."""
+        r, s = flat.shape
+        rows = torch.arange(r)
         shifts, constants, scattered = [], [], []
         fix_rows, fix_cols, fix_dest = [], [], []
         for c in range(s):
@@ -146,24 +177,35 @@ class SlotRouting:
                 o = int(first)
                 shifts.append((c, o))
                 dest = rows + o
-                keep = ~used & (dest >= 0) & (dest < rows.numel())
+                keep = ~used & (dest >= 0) & (dest < r)
             else:
-                per_head = flat[:, c].view(b * h, nb)
-                used_bh = used.view(b * h, nb)
-                target = torch.where(used_bh, per_head, per_head.new_full((), -1)).amax(1)
-                same = torch.where(used_bh, per_head == target[:, None], True).all()
-                if not bool(same):
+                per_row = flat[:, c].view(-1, num_blocks)
+                used_rows = used.view(-1, num_blocks)
+                target = torch.where(used_rows, per_row, per_row.new_full((), -1)).amax(1)
+                if not bool(torch.where(used_rows, per_row == target[:, None], True).all()):
                     scattered.append(c)
                     continue
-                target = torch.where(target < 0, per_head[:, 0], target)
+                target = torch.where(target < 0, per_row[:, 0], target)
                 constants.append((c, target))
-                dest = target.repeat_interleave(nb)
+                dest = target.repeat_interleave(num_blocks)
                 keep = ~used
             fix_rows.append(rows[keep])
             fix_cols.append(torch.full_like(rows[keep], c))
             fix_dest.append(dest[keep])
         cat = lambda xs: torch.cat(xs) if xs else rows[:0]  # noqa: E731
         return SlotRouting(flat, shifts, constants, scattered, cat(fix_rows), cat(fix_cols), cat(fix_dest))
+
+    def to(self, device: torch.device) -> SlotRouting:
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return SlotRouting(
+            move(self.flat),
+            self.shifts,
+            [(c, move(t)) for c, t in self.constants],
+            self.scattered,
+            move(self.fix_rows),
+            move(self.fix_cols),
+            move(self.fix_dest),
+        )
 
     def backward(self, grad: torch.Tensor, num_blocks: int) -> torch.Tensor:
         """`grad` of the gathered slots `[R, S, ...]` -> gradient of the blocks `[num_blocks, ...]`."""
@@ -231,32 +273,41 @@ def flex_attention(
     from torch.nn.attention.flex_attention import flex_attention as _flex
 
     global _compiled_flex
-    b, h, n, _ = query.shape
-    bs = graph.block_size
-    counts = graph.block_counts()
-    log_counts = counts.clamp_min(1).log().to(query.dtype)
-    seen = counts > 0
-    key_valid = graph.key_valid
-
-    def mask_mod(bi, hi, qi, ki):
-        return seen[bi, hi, qi // bs, ki // bs] & key_valid[bi, ki]
-
-    def score_mod(score, bi, hi, qi, ki):
-        return score + log_counts[bi, hi, qi // bs, ki // bs]
-
-    block_mask = _block_mask_from_graph(seen, bs, n, mask_mod)
+    memo = ("flex", query.dtype, query.device)
+    if memo not in graph.cache:
+        graph.cache[memo] = _flex_masks(graph, query.dtype, query.device)
+    block_mask, score_mod = graph.cache[memo]
     fn = _flex
     if query.is_cuda or not torch.is_grad_enabled():
         if _compiled_flex is None:
             _compiled_flex = torch.compile(_flex, dynamic=False)
         fn = _compiled_flex
-    # Multiplicities above 1 only occur with some reference plans; skip the lookup otherwise.
-    if not bool((counts > 1).any()):
-        score_mod = None
     return fn(query, key, value, score_mod=score_mod, block_mask=block_mask, scale=scale)
 
 
-def _block_mask_from_graph(seen: torch.Tensor, block_size: int, n: int, mask_mod):
+def _flex_masks(graph: BlockGraph, dtype: torch.dtype, device: torch.device):
+    """BlockMask and multiplicity score_mod of a graph, derived on the host (no device syncs)."""
+    host = graph.on_host()
+    bs = host.block_size
+    counts = host.block_counts()
+    seen = (counts > 0).to(device)
+    key_valid = host.key_valid.to(device)
+
+    def mask_mod(bi, hi, qi, ki):
+        return seen[bi, hi, qi // bs, ki // bs] & key_valid[bi, ki]
+
+    score_mod = None
+    if bool((counts > 1).any()):  # repeated blocks only occur with some reference plans
+        log_counts = counts.clamp_min(1).log().to(device=device, dtype=dtype)
+
+        def score_mod(score, bi, hi, qi, ki):
+            return score + log_counts[bi, hi, qi // bs, ki // bs]
+
+    tile = max(128, bs) if device.type == "cuda" else bs
+    return _block_mask_from_graph(counts > 0, bs, host.seq_len, mask_mod, tile, device), score_mod
+
+
+def _block_mask_from_graph(seen: torch.Tensor, block_size: int, n: int, mask_mod, tile: int, device):
     """A FlexAttention BlockMask straight from the graph's block pattern (no n x n evaluation).
 
     flex's GPU kernels work in tiles of 128; a tile is visited when any of its graph blocks is,
@@ -264,10 +315,9 @@ def _block_mask_from_graph(seen: torch.Tensor, block_size: int, n: int, mask_mod
     """
     from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 
-    tile = max(128, block_size) if seen.is_cuda else block_size
     if tile % block_size:
         b, h = seen.shape[:2]
-        return create_block_mask(mask_mod, b, h, n, n, device=seen.device, BLOCK_SIZE=tile)
+        return create_block_mask(mask_mod, b, h, n, n, device=device, BLOCK_SIZE=tile)
     per_tile = tile // block_size
     b, h, nb, _ = seen.shape
     tiles = -(-nb // per_tile)
@@ -276,4 +326,7 @@ def _block_mask_from_graph(seen: torch.Tensor, block_size: int, n: int, mask_mod
     visited = padded.view(b, h, tiles, per_tile, tiles, per_tile).any(5).any(3)
     kv_num_blocks = visited.sum(-1, dtype=torch.int32)
     kv_indices = torch.argsort(~visited, dim=-1, stable=True).to(torch.int32)
-    return BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=tile, mask_mod=mask_mod, seq_lengths=(n, n))
+    block_mask = BlockMask.from_kv_blocks(
+        kv_num_blocks, kv_indices, BLOCK_SIZE=tile, mask_mod=mask_mod, seq_lengths=(n, n)
+    )
+    return block_mask.to(device)

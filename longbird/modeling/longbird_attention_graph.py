@@ -17,7 +17,7 @@ global numpy or torch random state, and training and evaluation use the same pla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -254,19 +254,33 @@ class BlockGraph:
     slot_valid: torch.Tensor
     global_rows: torch.Tensor
     key_valid: torch.Tensor
+    #: hashable identity of the padding-independent part (slot tables, global rows), or None
+    structure: tuple | None = field(default=None, compare=False)
+    #: the same graph in host memory: executors derive their index tensors from it without
+    #: device synchronisation (set by `to`)
+    host: BlockGraph | None = field(default=None, repr=False, compare=False)
+    #: per-graph memo of executor-specific data (one graph serves k and v, forward and backward)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def seq_len(self) -> int:
         return self.num_blocks * self.block_size
 
-    def to(self, device: torch.device) -> BlockGraph:
+    def on_host(self) -> BlockGraph:
+        return self.host if self.host is not None else self
+
+    def to(self, device: torch.device | str) -> BlockGraph:
+        if self.key_blocks.device == torch.device(device):
+            return self
         return BlockGraph(
             self.block_size,
             self.num_blocks,
-            self.key_blocks.to(device),
-            self.slot_valid.to(device),
-            self.global_rows.to(device),
-            self.key_valid.to(device),
+            self.key_blocks.to(device, non_blocking=True),
+            self.slot_valid.to(device, non_blocking=True),
+            self.global_rows.to(device, non_blocking=True),
+            self.key_valid.to(device, non_blocking=True),
+            structure=self.structure,
+            host=self.on_host(),
         )
 
     def row_is_global(self) -> torch.Tensor:
@@ -315,6 +329,16 @@ def build_block_graph(
             every block global (full attention), decided per example and per call.
         key_valid: `[B, n]` bool.
     """
+    structure = (pattern, seed, num_blocks, tuple(example_blocks), tuple(map(tuple, example_globals)), reference_layout)
+    key_blocks, slot_valid, global_rows = _batch_slots(*structure)
+    return BlockGraph(
+        pattern.block_size, num_blocks, key_blocks, slot_valid, global_rows, key_valid, structure=structure
+    )
+
+
+@lru_cache(maxsize=256)
+def _batch_slots(pattern, seed, num_blocks, example_blocks, example_globals, reference_layout):
+    """The padding-independent part of a batch's graph, cached: batches of the same shape reuse it."""
     heads = pattern.num_heads
     keys, valid, rows = [], [], []
     for nb_real, globals_ in zip(example_blocks, example_globals):
@@ -339,4 +363,5 @@ def build_block_graph(
     global_rows = torch.full((len(rows), longest), num_blocks, dtype=torch.long)
     for i, r in enumerate(rows):
         global_rows[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return BlockGraph(pattern.block_size, num_blocks, key_blocks, slot_valid, global_rows, key_valid)
+    return key_blocks, slot_valid, global_rows
+
