@@ -380,3 +380,19 @@ def test_attention_backends_agree(tiny_kwargs, overrides):
             outputs[backend] = model(batch_ids, attention_mask=mask).last_hidden_state
     close(outputs["gather"], outputs["auto"])
     close(outputs["dense"], outputs["auto"])
+
+
+def test_short_input_builds_no_square_bias(tiny_kwargs, monkeypatch):
+    """A short input runs full attention through a [B, 1, 1, n] padding bias, not an n x n one."""
+    from longbird.modeling.longbird_attention_graph import BlockGraph
+
+    def forbidden(self, dtype=torch.float32):
+        raise AssertionError("dense_bias built for a short input")
+
+    monkeypatch.setattr(BlockGraph, "dense_bias", forbidden)
+    model = make_model(tiny_kwargs)
+    mask = torch.ones(2, 40, dtype=torch.long)
+    mask[1, 30:] = 0
+    with torch.no_grad():
+        out = model(ids(2, 40), attention_mask=mask).last_hidden_state
+    assert torch.isfinite(out).all()

@@ -34,13 +34,14 @@ def run_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Attention of `query` over `key`/`value` (`[B, H, n, d]`) restricted to `graph`.
 
-    Chooses the executor per call: `dense` when weights are requested or when every row of the
-    graph is global (short input), else the requested backend (`auto` = `gather`).
+    Chooses the executor per call: `dense` when weights are requested or when the graph is full
+    attention anyway (`graph.full`: every example too short for a sparse plan), else the
+    requested backend (`auto` = `gather`).
     """
     if output_attentions:
         return dense_attention(query, key, value, graph, scale, return_weights=True)
     if backend == "auto":
-        backend = "dense" if graph.global_rows.shape[1] >= graph.num_blocks else "gather"
+        backend = "dense" if graph.full else "gather"
     if backend == "gather":
         return gather_attention(query, key, value, graph, scale), None
     if backend == "dense":
@@ -67,6 +68,8 @@ class GatherPlan:
     routing: SlotRouting  # slot -> key block index and its gradient routing
     sparse_bias: torch.Tensor | None  # [B*H*nb, 1, 1, S*bs] hides unused slots and padding keys
     key_bias: torch.Tensor | None  # [B, 1, 1, n] hides padding keys from global rows
+    global_source: torch.Tensor | None  # which of the [B*H*G] global-row results are real rows
+    global_target: torch.Tensor  # where they go among the B*H*nb output rows
 
     @staticmethod
     def of(graph: BlockGraph, dtype: torch.dtype, device: torch.device) -> GatherPlan:
@@ -86,7 +89,12 @@ class GatherPlan:
                 visible = visible.expand(b, h, nb, s, bs).reshape(b * h * nb, 1, 1, s * bs)
                 sparse_bias = _bool_to_bias(visible, dtype).to(device)
             key_bias = None if keys_all_valid else _bool_to_bias(host.key_valid[:, None, None, :], dtype).to(device)
-            graph.cache[memo] = GatherPlan(routing, sparse_bias, key_bias)
+            # global rows padded with the id nb are dropped; the rest replace their sparse rows
+            rows = host.global_rows
+            real = (rows < nb).unsqueeze(1).expand(b, h, rows.shape[1]).reshape(-1)
+            target = (rows.unsqueeze(1) + torch.arange(b * h).view(b, h, 1) * nb).reshape(-1)[real]
+            source = None if bool(real.all()) else real.nonzero().squeeze(1).to(device)
+            graph.cache[memo] = GatherPlan(routing, sparse_bias, key_bias, source, target.to(device))
         return graph.cache[memo]
 
 
@@ -125,19 +133,19 @@ def gather_attention(
     v_rows = gather_blocks(value.reshape(rows, bs, d), plan.routing).view(rows, 1, slots * bs, d)
     out = F.scaled_dot_product_attention(
         query.reshape(rows, 1, bs, d), k_rows, v_rows, attn_mask=plan.sparse_bias, scale=scale
-    ).view(b, h, nb, bs, d)
+    ).view(rows, bs * d)
 
-    # Global rows: every key. Padded row ids point at an extra "trash" block that is cut off.
+    # Global rows: every key; their results replace the sparse results of those rows.
     global_rows = graph.global_rows
     g = global_rows.shape[1]
     index = global_rows.clamp_max(nb - 1)[:, None, :, None, None].expand(b, h, g, bs, d)
     q_global = query.view(b, h, nb, bs, d).gather(2, index).reshape(b, h, g * bs, d)
     out_global = F.scaled_dot_product_attention(
         q_global, key, value, attn_mask=plan.key_bias, scale=scale
-    ).view(b, h, g, bs, d)
-    out = torch.cat([out, out.new_zeros(b, h, 1, bs, d)], dim=2)
-    out = out.scatter(2, global_rows[:, None, :, None, None].expand(b, h, g, bs, d), out_global)
-    return out[:, :, :nb].reshape(b, h, n, d)
+    ).reshape(b * h * g, bs * d)
+    if plan.global_source is not None:
+        out_global = out_global.index_select(0, plan.global_source)
+    return out.index_copy(0, plan.global_target, out_global).view(b, h, n, d)
 
 
 @dataclass
@@ -252,7 +260,10 @@ def dense_attention(
     scale: float,
     return_weights: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    bias = graph.dense_bias(query.dtype)
+    if graph.full:  # short input: full attention, only padding keys hidden, no n x n bias
+        bias = _bool_to_bias(graph.key_valid[:, None, None, :], query.dtype)
+    else:
+        bias = graph.dense_bias(query.dtype)
     if not return_weights:
         return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scale), None
     weights = torch.softmax(torch.matmul(query, key.transpose(-1, -2)) * scale + bias, dim=-1)

@@ -254,6 +254,8 @@ class BlockGraph:
     slot_valid: torch.Tensor
     global_rows: torch.Tensor
     key_valid: torch.Tensor
+    #: every example attends all its keys (too short for a sparse plan): plain full attention
+    full: bool = False
     #: hashable identity of the padding-independent part (slot tables, global rows), or None
     structure: tuple | None = field(default=None, compare=False)
     #: the same graph in host memory: executors derive their index tensors from it without
@@ -279,6 +281,7 @@ class BlockGraph:
             self.slot_valid.to(device, non_blocking=True),
             self.global_rows.to(device, non_blocking=True),
             self.key_valid.to(device, non_blocking=True),
+            full=self.full,
             structure=self.structure,
             host=self.on_host(),
         )
@@ -331,8 +334,9 @@ def build_block_graph(
     """
     structure = (pattern, seed, num_blocks, tuple(example_blocks), tuple(map(tuple, example_globals)), reference_layout)
     key_blocks, slot_valid, global_rows = _batch_slots(*structure)
+    full = all(not pattern.fits(nb, len(g)) or len(g) >= nb for nb, g in zip(example_blocks, example_globals))
     return BlockGraph(
-        pattern.block_size, num_blocks, key_blocks, slot_valid, global_rows, key_valid, structure=structure
+        pattern.block_size, num_blocks, key_blocks, slot_valid, global_rows, key_valid, full=full, structure=structure
     )
 
 

@@ -325,7 +325,6 @@ class BigBirdModel(BigBirdPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BigBirdModelOutput | tuple:
         r"""
         global_prefix_length (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
