@@ -43,8 +43,9 @@ def executor_agreement(device: str) -> None:
         print(f"{name} vs dense on {device}: forward max|diff| {out_err:.2e}, grads max|diff| {grad_err:.2e}")
 
 
-def timed(fn, device, repeats):
-    fn()
+def timed(fn, device, repeats, warmup=3):
+    for _ in range(warmup):  # lazy CUDA module loading and autotuning happen in the first calls
+        fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(repeats):
