@@ -2,12 +2,14 @@
 
 * `gather`: gathers each sparse row's key/value blocks into a dense `[.., slots * block, d]`
   tensor and runs one batched SDPA call over all rows; global rows run one SDPA call against
-  every key. Memory is linear in sequence length; CPU and GPU; autograd.
+  every key. Memory is linear in sequence length; CPU and GPU; autograd (gradients of the
+  gathered slots flow back by column structure, `SlotRouting`; CPU training re-gathers in
+  backward instead of keeping the gathered rows, `_SparseRowsCPU`).
 * `dense`: SDPA with the graph's `[B, H, n, n]` bias: the test oracle, and the path for inputs so
   short that every pair is attended anyway. The only path that can return attention weights.
 * `flex`: torch FlexAttention with a BlockMask and a multiplicity `score_mod`, compiled on GPU.
 
-All return `[B, H, n, d]` and agree to float tolerance (tests/test_executors.py).
+All return `[B, H, n, d]` and agree to float tolerance (tests/test_attention_core.py).
 """
 
 from __future__ import annotations
