@@ -78,12 +78,12 @@ def speed(device: str, lengths, repeats: int) -> None:
             model = build(name, length).to(device)
             ids = torch.randint(5, 32000, (1, length), device=device)
 
-            def fwd():
+            def fwd(model=model, ids=ids):
                 model.eval()
                 with torch.no_grad():
                     model(ids)
 
-            def train():
+            def train(model=model, ids=ids):
                 model.train()
                 model(ids).last_hidden_state.sum().backward()
                 model.zero_grad(set_to_none=True)

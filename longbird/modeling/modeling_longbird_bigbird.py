@@ -8,7 +8,6 @@ is computed from `longbird_attention_executors.py`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
