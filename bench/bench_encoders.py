@@ -10,6 +10,9 @@ seeded random init, max_position_embeddings 16384):
   longformer  transformers.LongformerModel, attention_window 256, no global tokens
   floor       longbird's model with the attention itself replaced by identity
               (run_attention -> value): embeddings, q/k/v/out projections, FFN, LayerNorm only
+  etc         longbird.EtcModel: the released layout (ten projections, shared FFN, hard g2l),
+              local_radius 84, relative_pos_max_distance 12, and `--etc-globals` (150) global
+              tokens, one per equal-length "sentence" of the long input, at every length
 
 The parent process runs one fresh subprocess (this script with --worker) per
 (model, length, mode); the worker builds the model, does one warm-up, times `--repeats` runs,
@@ -40,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MODELS = ("longbird", "hf_bigbird", "sdpa_full", "longformer", "floor")
+MODELS = ("longbird", "hf_bigbird", "sdpa_full", "longformer", "floor", "etc")
 LENGTHS = (1024, 4096, 8192, 16384)
 MODES = ("fwd", "train")
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +73,10 @@ def build_model(name: str, floor_keep_qk: bool, backend: str):
     import torch
 
     torch.manual_seed(0)
+    if name == "etc":
+        import longbird
+
+        return longbird.EtcModel(longbird.EtcConfig(**SIZES, local_radius=84, relative_pos_max_distance=12))
     if name in ("longbird", "floor"):
         import longbird
 
@@ -132,7 +139,11 @@ def worker(args) -> None:
     gen = torch.Generator().manual_seed(1234)
     # ids >= 3: never a pad id (0 for BERT/BigBird, 1 for Longformer)
     input_ids = torch.randint(3, SIZES["vocab_size"], (1, args.length), generator=gen)
-    attention_mask = torch.ones_like(input_ids)
+    inputs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+    if args.model == "etc":
+        globals_ = args.etc_globals
+        inputs["global_input_ids"] = torch.ones(1, globals_, dtype=torch.long)
+        inputs["sentence_ids"] = torch.arange(args.length).unsqueeze(0) * globals_ // args.length
     rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     if args.mode == "fwd":
@@ -140,12 +151,12 @@ def worker(args) -> None:
 
         def step():
             with torch.no_grad():
-                model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                model(**inputs).last_hidden_state
     else:
         model.train()
 
         def step():
-            model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.sum().backward()
+            model(**inputs).last_hidden_state.sum().backward()
             model.zero_grad(set_to_none=True)
 
     t0 = time.perf_counter()
@@ -214,6 +225,7 @@ def run_one(args, model: str, length: int, mode: str, mem_limit_mib: float) -> d
         "--threads", str(args.threads),
         "--timeout", str(args.timeout),
         "--longbird-backend", args.longbird_backend,
+        "--etc-globals", str(args.etc_globals),
     ]  # fmt: skip
     if not args.floor_keep_qk:
         cmd.append("--floor-drop-qk")
@@ -435,6 +447,10 @@ def summary(results: dict) -> list[str]:
     for mode in ("fwd", "train"):
         target(f"longbird {mode} time(16384) / time(4096)",
                ratio(g("longbird", 16384, mode), g("longbird", 4096, mode), "median_s"), "<=", 4.5)  # fmt: skip
+    for mode in ("fwd", "train"):
+        for key, what in (("median_s", "time"), ("peak_rss_mib", "peak memory")):
+            target(f"etc {mode} {what}(16384) / {what}(4096) (linear growth)",
+                   ratio(g("etc", 16384, mode), g("etc", 4096, mode), key), "<=", 4.5)  # fmt: skip
     target("1024: longbird fwd / sdpa_full fwd",
            ratio(g("longbird", 1024, "fwd"), g("sdpa_full", 1024, "fwd"), "median_s"), "<=", 1.1)  # fmt: skip
     return out
@@ -457,6 +473,7 @@ def parse_args():
     p.add_argument("--mem-limit-mib", type=float, default=None,
                    help="kill a worker whose RSS exceeds this (default: 90%% of MemAvailable at start)")  # fmt: skip
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each worker")
+    p.add_argument("--etc-globals", type=int, default=150, help="global tokens of the etc model at every length")
     p.add_argument("--longbird-backend", default="auto", help="longbird attention_backend (auto/gather/dense/flex)")
     p.add_argument("--floor-drop-qk", dest="floor_keep_qk", action="store_false",
                    help="floor: drop the q/k projections from the backward (default keeps them, zero gradient)")  # fmt: skip

@@ -7,33 +7,54 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
+    AutoModelForPreTraining,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
 
-from .configuration import BigBirdConfig
+from .configuration import BigBirdConfig, EtcConfig
 from .modeling import (
     BigBirdForMaskedLM,
     BigBirdForQuestionAnswering,
     BigBirdForSequenceClassification,
     BigBirdForTokenClassification,
     BigBirdModel,
+    EtcForMaskedLM,
+    EtcForPreTraining,
+    EtcForQuestionAnswering,
+    EtcForSequenceClassification,
+    EtcForTokenClassification,
+    EtcModel,
 )
 
 __version__ = "0.1.0"
 
 
-def _register() -> None:
-    AutoConfig.register(BigBirdConfig.model_type, BigBirdConfig, exist_ok=True)
-    for auto, model in (
+_AUTO_CLASSES = {
+    BigBirdConfig: (
         (AutoModel, BigBirdModel),
         (AutoModelForMaskedLM, BigBirdForMaskedLM),
         (AutoModelForSequenceClassification, BigBirdForSequenceClassification),
         (AutoModelForTokenClassification, BigBirdForTokenClassification),
         (AutoModelForQuestionAnswering, BigBirdForQuestionAnswering),
-    ):
-        auto.register(BigBirdConfig, model, exist_ok=True)
+    ),
+    EtcConfig: (
+        (AutoModel, EtcModel),
+        (AutoModelForMaskedLM, EtcForMaskedLM),
+        (AutoModelForPreTraining, EtcForPreTraining),
+        (AutoModelForSequenceClassification, EtcForSequenceClassification),
+        (AutoModelForTokenClassification, EtcForTokenClassification),
+        (AutoModelForQuestionAnswering, EtcForQuestionAnswering),
+    ),
+}
+
+
+def _register() -> None:
+    for config, pairs in _AUTO_CLASSES.items():
+        AutoConfig.register(config.model_type, config, exist_ok=True)
+        for auto, model in pairs:
+            auto.register(config, model, exist_ok=True)
 
 
 _register()
@@ -45,4 +66,11 @@ __all__ = [
     "BigBirdForSequenceClassification",
     "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering",
+    "EtcConfig",
+    "EtcModel",
+    "EtcForMaskedLM",
+    "EtcForPreTraining",
+    "EtcForSequenceClassification",
+    "EtcForTokenClassification",
+    "EtcForQuestionAnswering",
 ]

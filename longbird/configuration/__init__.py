@@ -1,5 +1,6 @@
 """Configurations, one per model type."""
 
 from .configuration_longbird_bigbird import BigBirdConfig
+from .configuration_longbird_etc import EtcConfig
 
-__all__ = ["BigBirdConfig"]
+__all__ = ["BigBirdConfig", "EtcConfig"]

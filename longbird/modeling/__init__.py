@@ -1,5 +1,6 @@
-"""Models. The attention graph (longbird_attention_graph) and its executors
-(longbird_attention_executors) are shared by every model; model files stay thin."""
+"""Models. The attention graphs (longbird_attention_graph for block-sparse BigBird,
+longbird_global_local_graph for ETC) and their executors (longbird_attention_executors) are
+shared by every model; model files stay thin."""
 
 from .modeling_longbird_bigbird import (
     BigBirdForMaskedLM,
@@ -9,6 +10,15 @@ from .modeling_longbird_bigbird import (
     BigBirdModel,
     BigBirdPreTrainedModel,
 )
+from .modeling_longbird_etc import (
+    EtcForMaskedLM,
+    EtcForPreTraining,
+    EtcForQuestionAnswering,
+    EtcForSequenceClassification,
+    EtcForTokenClassification,
+    EtcModel,
+    EtcPreTrainedModel,
+)
 
 __all__ = [
     "BigBirdModel",
@@ -17,4 +27,11 @@ __all__ = [
     "BigBirdForSequenceClassification",
     "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering",
+    "EtcModel",
+    "EtcPreTrainedModel",
+    "EtcForMaskedLM",
+    "EtcForPreTraining",
+    "EtcForSequenceClassification",
+    "EtcForTokenClassification",
+    "EtcForQuestionAnswering",
 ]

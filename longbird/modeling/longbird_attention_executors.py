@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .longbird_attention_graph import BlockGraph
+from .longbird_global_local_graph import GlobalLocalGraph, window_in_range
 
 EXECUTORS = ("gather", "dense", "flex")
 
@@ -391,3 +392,195 @@ def _block_mask_from_graph(seen: torch.Tensor, block_size: int, n: int, mask_mod
         kv_num_blocks, kv_indices, BLOCK_SIZE=tile, mask_mod=mask_mod, seq_lengths=(n, n)
     )
     return block_mask.to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Global-local (ETC) executors: a query side attends two key sets under one softmax, with
+# relation-id logits. The graph is `GlobalLocalGraph`; `dense` and `blocked` agree to float
+# tolerance on every query with a visible key (tests/test_etc_attention.py).
+# --------------------------------------------------------------------------------------------
+
+#: the reference adds -10000 (not -inf) for blocked pairs; a row with no visible key (padding)
+#: stays finite, and fp16 can hold it
+MASKED_SCORE = -10000.0
+
+
+@dataclass
+class RelativeLogits:
+    """Query-side relative logits: `q . embedding[id] + bias[id]` added to `q . k` before scaling
+    (Shaw et al.'s key-side term plus a per-head bias; no value-side term)."""
+
+    embedding: torch.Tensor  # [V, H, d]
+    bias: torch.Tensor  # [V, H]
+
+    def per_id(self, query: torch.Tensor) -> torch.Tensor:
+        """`[B, H, ..., Lq, d] -> [B, H, ..., Lq, V]`: the logit of every id for every query, so the
+        pairs only gather (V is ~32, far fewer than keys)."""
+        logits = torch.einsum("bh...d,vhd->bh...v", query, self.embedding)
+        shape = (1, self.bias.shape[1]) + (1,) * (query.dim() - 3) + (self.bias.shape[0],)
+        return logits + self.bias.t().reshape(shape)
+
+
+@dataclass
+class KeyPart:
+    """One key set of a fused softmax: keys/values `[B, H, ..., Lk, d]`; mask (True = visible) and
+    relation ids broadcastable to the scores `[B, H, ..., Lq, Lk]` (ids None = no relative term)."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+    mask: torch.Tensor
+    ids: torch.Tensor | None = None
+
+
+def fused_attention(
+    query: torch.Tensor,
+    parts: list[KeyPart],
+    scale: float,
+    relative: RelativeLogits | None = None,
+    dropout: float = 0.0,
+    training: bool = False,
+    return_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """softmax over the concatenated key sets of `parts`, then the weighted sum of their values;
+    the weights `[..., Lq, sum Lk]` too when asked."""
+    per_id = relative.per_id(query) if relative is not None else None
+    scores = []
+    for part in parts:
+        score = torch.matmul(query, part.key.transpose(-1, -2))
+        if per_id is not None and part.ids is not None:
+            score = score + torch.gather(per_id, -1, part.ids.expand(score.shape))
+        scores.append((score * scale).masked_fill(~part.mask, MASKED_SCORE))
+    probs = torch.softmax(torch.cat(scores, dim=-1), dim=-1)
+    probs = F.dropout(probs, p=dropout, training=training)
+    out = None
+    for part, p in zip(parts, probs.split([s.shape[-1] for s in scores], dim=-1)):
+        term = torch.matmul(p, part.value)
+        out = term if out is None else out + term
+    return out, probs if return_weights else None
+
+
+def global_local_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    side_key: torch.Tensor,
+    side_value: torch.Tensor,
+    graph: GlobalLocalGraph,
+    scale: float,
+    relative: RelativeLogits | None = None,
+    backend: str = "auto",
+    dropout: float = 0.0,
+    training: bool = False,
+    return_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Long queries (`[B, H, n, d]`) over their window of long keys (l2l) and every global key
+    (l2g, `side_*` `[B, H, m, d]`), one softmax.
+
+    `blocked` (the reference's sparse path): queries in blocks of `L = r + 1`, each against the
+    previous, own and next key block (`3L` keys, a superset of its window) plus the global keys;
+    memory `O(n (3L + m))`. `dense`: the window unskewed to `n x n`, for short inputs and as the
+    oracle. `auto`: dense when the input fits in three blocks (blocking would save nothing).
+    Weights (`[B, H, n, n + m]`) come from the dense path only.
+    """
+    n, radius = query.shape[2], graph.radius
+    if return_weights:
+        backend = "dense"
+    if backend == "auto":
+        backend = "dense" if n <= 3 * (radius + 1) else "blocked"
+    if backend not in ("dense", "blocked"):
+        raise ValueError(f"global-local attention backend must be 'auto', 'blocked' or 'dense', got {backend!r}")
+    local_mask, local_ids, side_mask, side_ids = _long_side_layout(graph, backend, n)
+    side = KeyPart(side_key, side_value, side_mask, side_ids)
+    if backend == "dense":
+        parts = [KeyPart(key, value, local_mask, local_ids), side]
+        return fused_attention(query, parts, scale, relative, dropout, training, return_weights)
+
+    block = radius + 1
+    nb = -(-n // block)
+    pad = nb * block - n
+
+    def blocks(x):  # [B, H, n, d] -> [B, H, nb, L, d]
+        return F.pad(x, (0, 0, 0, pad)).unflatten(2, (nb, block))
+
+    def three_blocks(x):  # [B, H, nb, L, d] -> [B, H, nb, 3L, d]: previous, own and next block
+        x = F.pad(x, (0, 0, 0, 0, 1, 1))
+        return torch.cat([x[:, :, :-2], x[:, :, 1:-1], x[:, :, 2:]], dim=3)
+
+    side = KeyPart(side_key.unsqueeze(2), side_value.unsqueeze(2), side_mask, side_ids)
+    local = KeyPart(three_blocks(blocks(key)), three_blocks(blocks(value)), local_mask, local_ids)
+    out, _ = fused_attention(blocks(query), [local, side], scale, relative, dropout, training)
+    return out.flatten(2, 3)[:, :, :n], None
+
+
+def _long_side_layout(graph: GlobalLocalGraph, backend: str, n: int):
+    """The l2l/l2g masks and ids in the executor's layout, with a head axis; cached per graph."""
+    memo = ("long", backend)
+    if memo in graph.cache:
+        return graph.cache[memo]
+    radius = graph.radius
+    # window columns outside the sequence never count, whatever a caller's mask says
+    local_mask = graph.l2l_mask & window_in_range(n, radius, graph.l2l_mask.device)
+    local_ids, side_mask, side_ids = graph.l2l_ids, graph.l2g_mask, graph.l2g_ids
+    if backend == "dense":
+        index, valid = _unskew_index(n, radius, local_mask.device)
+        local_mask = _take_window(local_mask, index) & valid
+        local_ids = None if local_ids is None else _take_window(local_ids, index)
+    else:
+        block = radius + 1
+        nb = -(-n // block)
+        index, valid = _skew_index(block, radius, local_mask.device)
+
+        def to_blocks(x):  # [B, n, w] -> [B, nb, L, w]
+            return F.pad(x, (0, 0, 0, nb * block - n)).unflatten(1, (nb, block))
+
+        local_mask = _take_window(to_blocks(local_mask), index) & valid
+        local_ids = None if local_ids is None else _take_window(to_blocks(local_ids), index)
+        side_mask = to_blocks(side_mask)
+        side_ids = None if side_ids is None else to_blocks(side_ids)
+    layout = tuple(None if t is None else t.unsqueeze(1) for t in (local_mask, local_ids, side_mask, side_ids))
+    graph.cache[memo] = layout
+    return layout
+
+
+def _take_window(window: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`window[..., q, index[q, s]]`: window-layout columns to another layout."""
+    return torch.gather(window, -1, index.expand(*window.shape[:-1], index.shape[-1]))
+
+
+def _unskew_index(n: int, radius: int, device):
+    """Dense layout: key j of query i is window column `j - i + r`."""
+    column = torch.arange(n, device=device)[None, :] - torch.arange(n, device=device)[:, None] + radius
+    valid = (column >= 0) & (column <= 2 * radius)
+    return column.clamp(0, 2 * radius), valid
+
+
+def _skew_index(block: int, radius: int, device):
+    """Blocked layout: slot s of the 3-block span of query t (within its block) is window column
+    `s - t - 1` (slot `L + t` is the query itself, column r)."""
+    column = torch.arange(3 * block, device=device)[None, :] - torch.arange(block, device=device)[:, None] - 1
+    valid = (column >= 0) & (column <= 2 * radius)
+    return column.clamp(0, 2 * radius), valid
+
+
+def global_side_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    long_key: torch.Tensor,
+    long_value: torch.Tensor,
+    graph: GlobalLocalGraph,
+    scale: float,
+    relative: RelativeLogits | None = None,
+    dropout: float = 0.0,
+    training: bool = False,
+    return_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Global queries (`[B, H, m, d]`) over every global key (g2g) and every long key (g2l), one
+    softmax; `O(m (m + n))` memory, linear in the long length."""
+    parts = [
+        KeyPart(key, value, graph.g2g_mask.unsqueeze(1), None if graph.g2g_ids is None else graph.g2g_ids.unsqueeze(1)),
+        KeyPart(
+            long_key, long_value, graph.g2l_mask.unsqueeze(1), None if graph.g2l_ids is None else graph.g2l_ids.unsqueeze(1)
+        ),
+    ]
+    return fused_attention(query, parts, scale, relative, dropout, training, return_weights)

@@ -1,0 +1,848 @@
+"""ETC (Extended Transformer Construction, Ainslie et al. 2020) on longbird's attention core.
+
+Read top to bottom: inputs -> graph (who attends to whom, `longbird_global_local_graph`) ->
+embeddings -> layers (ten projections, two fused softmaxes through the global-local executors,
+relative-position logits) -> model -> task heads. Numerics follow Google's TF `etcmodel`; its
+released checkpoints convert with `longbird.conversion.convert_etc_tf_checkpoint`.
+
+Two inputs travel side by side: the *long* input (tokens) and the *global* input (e.g. one token
+per sentence). Long tokens attend to a local window and to every global token; global tokens
+attend to every global token and to the long tokens (of their own sentence, with the hard g2l
+mask). Memory is linear in the long length.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.utils import ModelOutput
+
+from ..configuration.configuration_longbird_etc import EtcConfig
+from .longbird_attention_executors import RelativeLogits, global_local_attention, global_side_attention
+from .longbird_global_local_graph import (
+    GlobalLocalGraph,
+    build_global_local_graph,
+    example_ids_from_breakpoints,
+    fixed_block_globals,
+)
+from .modeling_longbird_bigbird import activation, sequence_classification_loss
+
+#: explicit graph inputs a caller may pass (flexible masking), and the graph fields they fill
+GRAPH_INPUTS = {
+    "l2l_att_mask": "l2l_mask",
+    "g2g_att_mask": "g2g_mask",
+    "l2g_att_mask": "l2g_mask",
+    "g2l_att_mask": "g2l_mask",
+    "l2l_relative_att_ids": "l2l_ids",
+    "g2g_relative_att_ids": "g2g_ids",
+    "l2g_relative_att_ids": "l2g_ids",
+    "g2l_relative_att_ids": "g2l_ids",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs -> graph
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EtcInputs:
+    """A batch after defaults are filled in: both sides' ids/types/masks and the graph."""
+
+    input_ids: torch.Tensor | None
+    token_type_ids: torch.Tensor
+    global_input_ids: torch.Tensor | None
+    global_token_type_ids: torch.Tensor
+    long_real: torch.Tensor  # [B, n_l] bool
+    global_real: torch.Tensor  # [B, n_g] bool
+    graph: GlobalLocalGraph
+
+
+def prepare_inputs(config: EtcConfig, **inputs) -> EtcInputs:
+    """Fill in what the caller left out, following the reference, and build the graph.
+
+    * No global input: fixed-block global tokens (one per `num_tokens_per_block` long tokens).
+    * No breakpoints: one example per row, its real tokens given by the attention masks.
+    * Explicit `*_att_mask` / `*_relative_att_ids` replace the built pieces.
+    """
+    check_inputs(config, inputs)
+    input_ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
+    first = input_ids if input_ids is not None else embeds
+    batch, n_long, device = first.shape[0], first.shape[1], first.device
+    attention_mask = inputs.get("attention_mask")
+    if attention_mask is None:
+        attention_mask = torch.ones(batch, n_long, dtype=torch.long, device=device)
+    sentence_ids = inputs.get("sentence_ids")
+    global_ids, global_embeds = inputs.get("global_input_ids"), inputs.get("global_inputs_embeds")
+    global_mask = inputs.get("global_attention_mask")
+    if global_ids is None and global_embeds is None:
+        if inputs.get("global_breakpoints") is not None:
+            raise ValueError(
+                "`global_breakpoints` were given without `global_input_ids`; pass the global input too, or "
+                "neither (fixed-block global tokens are then built)."
+            )
+        if sentence_ids is not None:
+            raise ValueError(
+                "`sentence_ids` were given without `global_input_ids`; pass the global tokens they point at."
+            )
+        sentence_ids, global_mask = fixed_block_globals(attention_mask, config.num_tokens_per_block)
+        global_ids = torch.where(global_mask.bool(), config.global_token_id, config.pad_token_id or 0)
+    n_global = (global_ids if global_ids is not None else global_embeds).shape[1]
+    if global_mask is None:
+        global_mask = torch.ones(batch, n_global, dtype=torch.long, device=device)
+
+    long_example = _example_ids(inputs.get("long_breakpoints"), attention_mask)
+    global_example = _example_ids(inputs.get("global_breakpoints"), global_mask)
+    given = {field: inputs.get(name) for name, field in GRAPH_INPUTS.items()}
+    graph = build_global_local_graph(
+        long_example,
+        global_example,
+        sentence_ids,
+        config.local_radius,
+        config.relative_pos_max_distance,
+        config.use_hard_g2l_mask,
+        config.use_hard_l2g_mask,
+        given,
+    )
+    token_types = inputs.get("token_type_ids")
+    global_types = inputs.get("global_token_type_ids")
+    return EtcInputs(
+        input_ids=input_ids,
+        # the reference's default segment ids: 1 on the long side, 0 on the global side
+        token_type_ids=token_types if token_types is not None else torch.ones_like(attention_mask, dtype=torch.long),
+        global_input_ids=global_ids,
+        global_token_type_ids=global_types if global_types is not None else torch.zeros_like(global_mask, dtype=torch.long),
+        long_real=long_example > 0,
+        global_real=global_example > 0,
+        graph=graph,
+    )
+
+
+def _example_ids(breakpoints: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    """Per token: its packed example's id (> 0), or 0 for padding."""
+    if breakpoints is None:
+        return mask.long()
+    return example_ids_from_breakpoints(breakpoints.long()) * mask.long()
+
+
+def check_inputs(config: EtcConfig, inputs: dict) -> None:
+    """Clear errors, naming the argument and the fix, for inputs that would fail deep in torch or
+    give silently wrong outputs."""
+    input_ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
+    if (input_ids is None) == (embeds is None):
+        raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds` (the long input).")
+    first = input_ids if input_ids is not None else embeds
+    if first.dim() != (2 if input_ids is not None else 3):
+        raise ValueError(f"`input_ids` must be [batch, long_length]; got shape {tuple(first.shape)}.")
+    batch, n_long = first.shape[:2]
+    global_first = inputs.get("global_input_ids")
+    if global_first is None:
+        global_first = inputs.get("global_inputs_embeds")
+    n_global = None if global_first is None else global_first.shape[1]
+    if global_first is not None:
+        if global_first.shape[0] != batch:
+            raise ValueError(
+                f"The long input has batch size {batch} but the global input has {global_first.shape[0]}; "
+                f"pass one global input row per long input row."
+            )
+        if n_global == 0:
+            raise ValueError(
+                "The global input is empty (0 global tokens); ETC needs at least one global token per row: "
+                "pass one per sentence (see EtcFeaturizer), or leave `global_input_ids` out to get "
+                "fixed-block global tokens."
+            )
+    long_shape, global_shape = (batch, n_long), (batch, n_global)
+    expected = {
+        "attention_mask": long_shape,
+        "token_type_ids": long_shape,
+        "long_breakpoints": long_shape,
+        "sentence_ids": long_shape,
+        "position_ids": long_shape,
+        "global_attention_mask": global_shape,
+        "global_token_type_ids": global_shape,
+        "global_breakpoints": global_shape,
+        "global_position_ids": global_shape,
+    }
+    window = 2 * config.local_radius + 1
+    pieces = {"l2l": (batch, n_long, window), "g2g": (batch, n_global, n_global)}
+    pieces |= {"l2g": (batch, n_long, n_global), "g2l": (batch, n_global, n_long)}
+    for piece, shape in pieces.items():
+        expected[f"{piece}_att_mask"] = shape
+        expected[f"{piece}_relative_att_ids"] = shape
+    for name, shape in expected.items():
+        value = inputs.get(name)
+        if value is None:
+            continue
+        if None in shape:
+            raise ValueError(f"`{name}` was given without a global input; pass `global_input_ids` too.")
+        if tuple(value.shape) != shape:
+            raise ValueError(f"`{name}` has shape {tuple(value.shape)}, expected {shape}.")
+    for name in ("long_breakpoints", "global_breakpoints", *(k for k in GRAPH_INPUTS if k.endswith("mask"))):
+        value = inputs.get(name)
+        if value is not None and value.numel() and not bool(((value == 0) | (value == 1)).all()):
+            raise ValueError(f"`{name}` must hold only 0 and 1, got values {sorted(value.unique().tolist())[:6]}.")
+    for name in (k for k in GRAPH_INPUTS if k.endswith("ids")):
+        value = inputs.get(name)
+        if value is not None and value.numel():
+            low, high = int(value.min()), int(value.max())
+            if low < 0 or high >= config.relative_vocab_size:
+                raise ValueError(
+                    f"`{name}` must lie in [0, {config.relative_vocab_size - 1}] (config.relative_vocab_size="
+                    f"{config.relative_vocab_size}), got values in [{low}, {high}]."
+                )
+    sentence_ids = inputs.get("sentence_ids")
+    if sentence_ids is not None and sentence_ids.numel():
+        real = inputs.get("attention_mask")
+        ids = sentence_ids if real is None else sentence_ids[real.bool()]
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_global):
+            raise ValueError(
+                f"`sentence_ids` point at global tokens {int(ids.min())}..{int(ids.max())} but the global input "
+                f"has {n_global} tokens (indices 0..{n_global - 1}); give every long token the index of an "
+                f"existing global token."
+            )
+    for name, table in (("token_type_ids", "segment_vocab_size"), ("global_token_type_ids", "segment_vocab_size")):
+        value = inputs.get(name)
+        size = getattr(config, table)
+        if value is not None and value.numel() and (int(value.min()) < 0 or int(value.max()) >= size):
+            raise ValueError(f"`{name}` must lie in [0, {size - 1}] (config.{table}={size}).")
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+
+
+class EtcEmbeddings(nn.Module):
+    """One token table (and one token-type table) for both inputs; a LayerNorm per input."""
+
+    def __init__(self, config: EtcConfig):
+        super().__init__()
+        width = config.embedding_size or config.hidden_size
+        self.token_embeddings = nn.Embedding(config.vocab_size, width)
+        # ALBERT-style factorisation: a projection after the lookup, shared by both inputs
+        self.token_projection = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
+        self.segment_embeddings = nn.Embedding(config.segment_vocab_size, config.hidden_size)
+        if config.max_absolute_position_embeddings:
+            self.long_position_embeddings = nn.Embedding(config.max_absolute_position_embeddings, config.hidden_size)
+            self.global_position_embeddings = nn.Embedding(config.max_absolute_position_embeddings, config.hidden_size)
+        self.long_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.global_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        embeds = self.token_embeddings(ids)
+        return embeds if self.token_projection is None else self.token_projection(embeds)
+
+    def forward(self, side: str, ids, embeds, token_type_ids, position_ids) -> torch.Tensor:
+        hidden = self.tokens(ids) if embeds is None else embeds
+        hidden = hidden + self.segment_embeddings(token_type_ids)
+        positions = getattr(self, f"{side}_position_embeddings", None)
+        if positions is not None:
+            if position_ids is None:
+                position_ids = torch.arange(hidden.shape[1], device=hidden.device).expand(hidden.shape[:2])
+            hidden = hidden + positions(position_ids)
+        return self.dropout(getattr(self, f"{side}_layer_norm")(hidden))
+
+
+#: the ten projections of a layer: (name, input side); queries, keys and values of four pieces
+PROJECTIONS = (
+    ("long_query", "long"),
+    ("l2l_key", "long"),
+    ("l2l_value", "long"),
+    ("l2g_key", "global"),
+    ("l2g_value", "global"),
+    ("global_query", "global"),
+    ("g2g_key", "global"),
+    ("g2g_value", "global"),
+    ("g2l_key", "long"),
+    ("g2l_value", "long"),
+)
+
+
+def projection_owners(config: EtcConfig) -> dict[str, str]:
+    """Which projection's weights each role uses under the sharing flags (a role owns its own
+    weights unless shared)."""
+    owners = {name: name for name, _ in PROJECTIONS}
+    if config.share_qkv_projections:
+        owners |= {"global_query": "long_query"}
+        owners |= {name: "l2l_key" for name in ("l2g_key", "g2g_key", "g2l_key")}
+        owners |= {name: "l2l_value" for name in ("l2g_value", "g2g_value", "g2l_value")}
+    elif config.share_kv_projections:
+        owners |= {"l2g_key": "l2l_key", "l2g_value": "l2l_value", "g2l_key": "g2g_key", "g2l_value": "g2g_value"}
+    return owners
+
+
+class EtcAttention(nn.Module):
+    """Fused global-local attention: long queries over [window of long keys; global keys], global
+    queries over [global keys; long keys], each one softmax, with relative-position logits from a
+    table per query side."""
+
+    def __init__(self, config: EtcConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads, self.head_size = config.num_attention_heads, config.head_size
+        inner = self.num_heads * self.head_size
+        self.owners = projection_owners(config)
+        for name in sorted(set(self.owners.values()), key=[n for n, _ in PROJECTIONS].index):
+            self.add_module(name, nn.Linear(config.hidden_size, inner))
+        self.long_output = nn.Linear(inner, config.hidden_size)
+        self.global_output = None if config.share_att_output_projection else nn.Linear(inner, config.hidden_size)
+        shape = (config.relative_vocab_size, self.num_heads)
+        self.long_relative_embedding = nn.Parameter(torch.empty(*shape, self.head_size))
+        self.long_relative_bias = nn.Parameter(torch.zeros(shape))
+        self.global_relative_embedding = nn.Parameter(torch.empty(*shape, self.head_size))
+        self.global_relative_bias = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, long: torch.Tensor, glob: torch.Tensor, graph: GlobalLocalGraph, output_attentions: bool):
+        inputs = {"long": long, "global": glob}
+        projected = {}  # (owner, side) -> heads: shared projections of one input run once
+
+        def heads(role: str) -> torch.Tensor:
+            side = dict(PROJECTIONS)[role]
+            memo = (self.owners[role], side)
+            if memo not in projected:
+                x = getattr(self, self.owners[role])(inputs[side])
+                projected[memo] = x.view(*x.shape[:2], self.num_heads, self.head_size).transpose(1, 2)
+            return projected[memo]
+
+        scale = self.head_size**-0.5
+        dropout = self.config.attention_probs_dropout_prob
+        backend = "dense" if output_attentions else self.config.attention_backend
+        long_relative = RelativeLogits(self.long_relative_embedding, self.long_relative_bias)
+        global_relative = RelativeLogits(self.global_relative_embedding, self.global_relative_bias)
+        long_out, long_weights = global_local_attention(
+            heads("long_query"), heads("l2l_key"), heads("l2l_value"), heads("l2g_key"), heads("l2g_value"),
+            graph, scale, long_relative, backend, dropout, self.training, output_attentions,
+        )
+        global_out, global_weights = global_side_attention(
+            heads("global_query"), heads("g2g_key"), heads("g2g_value"), heads("g2l_key"), heads("g2l_value"),
+            graph, scale, global_relative, dropout, self.training, output_attentions,
+        )
+        global_output = self.global_output if self.global_output is not None else self.long_output
+        long_out = self.long_output(long_out.transpose(1, 2).flatten(2))
+        global_out = global_output(global_out.transpose(1, 2).flatten(2))
+        return long_out, global_out, long_weights, global_weights
+
+
+class EtcFeedForward(nn.Module):
+    """Dense -> activation -> Dense as a residual block with its own LayerNorm."""
+
+    def __init__(self, config: EtcConfig):
+        super().__init__()
+        self.dense_in = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = activation(config.hidden_act)
+        self.dense_out = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pre_norm = config.use_pre_activation_order
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.pre_norm:
+            return hidden + self.dropout(self.dense_out(self.act(self.dense_in(self.layer_norm(hidden)))))
+        return self.layer_norm(hidden + self.dropout(self.dense_out(self.act(self.dense_in(hidden)))))
+
+
+class EtcLayer(GradientCheckpointingLayer):
+    """Attention (two inputs, a LayerNorm each) then a feed-forward block per input (shared by
+    default). Post-LN like BERT, or pre-LN with `use_pre_activation_order` (no final LayerNorm,
+    as in the reference)."""
+
+    def __init__(self, config: EtcConfig):
+        super().__init__()
+        self.attention = EtcAttention(config)
+        self.long_attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.global_attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pre_norm = config.use_pre_activation_order
+        if config.share_feed_forward_params:
+            self.feed_forward = EtcFeedForward(config)
+        else:
+            self.long_feed_forward = EtcFeedForward(config)
+            self.global_feed_forward = EtcFeedForward(config)
+
+    def forward(self, long, glob, graph: GlobalLocalGraph, output_attentions: bool = False):
+        if self.pre_norm:
+            long_att, glob_att, *weights = self.attention(
+                self.long_attention_norm(long), self.global_attention_norm(glob), graph, output_attentions
+            )
+            long, glob = long + self.dropout(long_att), glob + self.dropout(glob_att)
+        else:
+            long_att, glob_att, *weights = self.attention(long, glob, graph, output_attentions)
+            long = self.long_attention_norm(long + self.dropout(long_att))
+            glob = self.global_attention_norm(glob + self.dropout(glob_att))
+        long_ff = getattr(self, "long_feed_forward", None) or self.feed_forward
+        glob_ff = getattr(self, "global_feed_forward", None) or self.feed_forward
+        return long_ff(long), glob_ff(glob), *weights
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EtcModelOutput(ModelOutput):
+    """Both sides' final states; per-layer states and attention weights on request.
+
+    `attentions[i]`: `[B, heads, n_l, n_l + n_g]`, long queries over [long keys; global keys].
+    `global_attentions[i]`: `[B, heads, n_g, n_g + n_l]`, global queries over [global; long].
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    global_last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    global_hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    global_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class EtcPreTrainedModel(PreTrainedModel):
+    config: EtcConfig
+    config_class = EtcConfig
+    base_model_prefix = "etc"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["EtcLayer"]
+
+    def _init_weights(self, module):
+        # the reference: truncated normal (2 std) for kernels and tables, zero biases, and
+        # relative key embeddings with std 0.5
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+            if getattr(module, "bias", None) is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, EtcAttention):
+            for side in ("long", "global"):
+                init.trunc_normal_(getattr(module, f"{side}_relative_embedding"), std=0.5, a=-1.0, b=1.0)
+                init.zeros_(getattr(module, f"{side}_relative_bias"))
+        elif isinstance(module, EtcLMHead):
+            init.zeros_(module.bias)
+
+
+class EtcModel(EtcPreTrainedModel):
+    """The ETC encoder: `last_hidden_state [B, n_l, H]` (long) and `global_last_hidden_state
+    [B, n_g, H]` (global). No pooler (the reference has none)."""
+
+    def __init__(self, config: EtcConfig):
+        super().__init__(config)
+        self.embeddings = EtcEmbeddings(config)
+        self.layers = nn.ModuleList([EtcLayer(config) for _ in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.token_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.token_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        global_input_ids: torch.LongTensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
+        global_token_type_ids: torch.LongTensor | None = None,
+        long_breakpoints: torch.Tensor | None = None,
+        global_breakpoints: torch.Tensor | None = None,
+        sentence_ids: torch.LongTensor | None = None,
+        l2l_att_mask: torch.Tensor | None = None,
+        g2g_att_mask: torch.Tensor | None = None,
+        l2g_att_mask: torch.Tensor | None = None,
+        g2l_att_mask: torch.Tensor | None = None,
+        l2l_relative_att_ids: torch.LongTensor | None = None,
+        g2g_relative_att_ids: torch.LongTensor | None = None,
+        l2g_relative_att_ids: torch.LongTensor | None = None,
+        g2l_relative_att_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        global_position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        global_inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> EtcModelOutput | tuple:
+        r"""
+        global_input_ids (`torch.LongTensor` of shape `(batch_size, global_length)`, *optional*):
+            The global input (e.g. one token per sentence, id `config.global_token_id`). Left out:
+            one global token per `config.num_tokens_per_block` long tokens.
+        long_breakpoints / global_breakpoints (`(batch_size, length)` 0/1, *optional*):
+            A 1 at the last token of each packed example; examples never attend to each other.
+            Left out: one example per row, its real tokens given by the attention masks.
+        sentence_ids (`torch.LongTensor` of shape `(batch_size, long_length)`, *optional*):
+            Each long token's global token (its index in the global input): the l2g/g2l relation
+            ids and the hard g2l/l2g masks come from it. Required with `global_input_ids` unless
+            the l2g/g2l pieces are passed explicitly.
+        {l2l,g2g,l2g,g2l}_att_mask / {l2l,g2g,l2g,g2l}_relative_att_ids (*optional*):
+            Flexible masking: any of the graph's pieces, as the reference defines them (l2l in
+            window layout `[B, n_l, 2 * local_radius + 1]`); they replace the built ones.
+        """
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = config.return_dict if return_dict is None else return_dict
+        batch = prepare_inputs(
+            config,
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            global_input_ids=global_input_ids,
+            global_inputs_embeds=global_inputs_embeds,
+            global_attention_mask=global_attention_mask,
+            global_token_type_ids=global_token_type_ids,
+            long_breakpoints=long_breakpoints,
+            global_breakpoints=global_breakpoints,
+            sentence_ids=sentence_ids,
+            position_ids=position_ids,
+            global_position_ids=global_position_ids,
+            l2l_att_mask=l2l_att_mask,
+            g2g_att_mask=g2g_att_mask,
+            l2g_att_mask=l2g_att_mask,
+            g2l_att_mask=g2l_att_mask,
+            l2l_relative_att_ids=l2l_relative_att_ids,
+            g2g_relative_att_ids=g2g_relative_att_ids,
+            l2g_relative_att_ids=l2g_relative_att_ids,
+            g2l_relative_att_ids=g2l_relative_att_ids,
+        )
+        long = self.embeddings("long", batch.input_ids, inputs_embeds, batch.token_type_ids, position_ids)
+        glob = self.embeddings(
+            "global", batch.global_input_ids, global_inputs_embeds, batch.global_token_type_ids, global_position_ids
+        )
+        all_long = (long,) if output_hidden_states else None
+        all_glob = (glob,) if output_hidden_states else None
+        long_attentions = () if output_attentions else None
+        glob_attentions = () if output_attentions else None
+        for layer in self.layers:
+            long, glob, long_weights, glob_weights = layer(long, glob, batch.graph, output_attentions)
+            if output_hidden_states:
+                all_long += (long,)
+                all_glob += (glob,)
+            if output_attentions:
+                long_attentions += (long_weights,)
+                glob_attentions += (glob_weights,)
+        output = EtcModelOutput(
+            last_hidden_state=long,
+            global_last_hidden_state=glob,
+            hidden_states=all_long,
+            global_hidden_states=all_glob,
+            attentions=long_attentions,
+            global_attentions=glob_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+# --------------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------------
+
+#: the encoder's inputs, forwarded by every head as they are
+ENCODER_INPUTS = tuple(
+    p for p in inspect.signature(EtcModel.forward).parameters if p not in ("self", "return_dict")
+)
+
+
+def takes_encoder_inputs(*head_inputs: str):
+    """Give a head's `forward(self, <head_inputs>, **inputs)` the explicit signature of the
+    encoder's inputs plus its own: Trainer keeps only dataset columns named in the signature,
+    and one list of inputs stays in one place (`EtcModel.forward`)."""
+
+    def decorate(forward):
+        params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        params += [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+            for name in (*ENCODER_INPUTS, *head_inputs, "return_dict")
+        ]
+        forward.__signature__ = inspect.Signature(params)
+        return forward
+
+    return decorate
+
+
+def _encode(head: EtcPreTrainedModel, inputs: dict) -> EtcModelOutput:
+    unknown = set(inputs) - set(ENCODER_INPUTS)
+    if unknown:
+        raise TypeError(f"{type(head).__name__}.forward() got unexpected arguments {sorted(unknown)}.")
+    return head.etc(**inputs, return_dict=True)
+
+
+def _head_output(output_class, encoded: EtcModelOutput, return_dict: bool | None, config, **fields):
+    output = output_class(**fields, hidden_states=encoded.hidden_states, attentions=encoded.attentions)
+    return_dict = config.return_dict if return_dict is None else return_dict
+    return output if return_dict else output.to_tuple()
+
+
+class EtcLMHead(nn.Module):
+    """BERT's MLM head over long tokens, decoder tied to the token table (through the embedding
+    width when embeddings are factorised)."""
+
+    def __init__(self, config: EtcConfig):
+        super().__init__()
+        width = config.embedding_size or config.hidden_size
+        self.dense = nn.Linear(config.hidden_size, width)
+        self.act = activation(config.hidden_act)
+        self.layer_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(width, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(self.act(self.dense(hidden)))) + self.bias
+
+
+class EtcForMaskedLM(EtcPreTrainedModel):
+    _tied_weights_keys = {"lm_head.decoder.weight": "etc.embeddings.token_embeddings.weight"}
+
+    def __init__(self, config: EtcConfig):
+        super().__init__(config)
+        self.etc = EtcModel(config)
+        self.lm_head = EtcLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head.decoder = new_embeddings
+
+    @takes_encoder_inputs("labels")
+    def forward(self, labels=None, return_dict=None, **inputs):
+        """`labels` `[B, n_l]`: token ids to predict, -100 where nothing is predicted."""
+        encoded = _encode(self, inputs)
+        logits = self.lm_head(encoded.last_hidden_state)
+        loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        return _head_output(MaskedLMOutput, encoded, return_dict, self.config, loss=loss, logits=logits)
+
+
+@dataclass
+class EtcForPreTrainingOutput(ModelOutput):
+    """`loss = (1 - w) * mlm_loss + w * cpc_loss` with `w = config.cpc_loss_weight`."""
+
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    cpc_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    cpc_logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class EtcForPreTraining(EtcPreTrainedModel):
+    """Masked language modelling plus sentence-level contrastive predictive coding (CPC).
+
+    CPC, as implemented here (the paper's pretraining code is not public; README documents the
+    choices): some sentences have every long token masked while their global tokens stay. For each
+    such sentence, the prediction is `cpc_head(global state of its global token)` in the masked
+    document; the target is the global state of a global token that reads only that sentence,
+    unmasked (every masked sentence is encoded alone in one packed extra pass, without gradient).
+    The loss is InfoNCE: cross-entropy of the cosine similarities / `config.cpc_temperature`
+    between each prediction and all targets of the batch (the other masked sentences are the
+    negatives).
+    """
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "etc.embeddings.token_embeddings.weight"}
+
+    def __init__(self, config: EtcConfig):
+        super().__init__(config)
+        self.etc = EtcModel(config)
+        self.lm_head = EtcLMHead(config)
+        self.cpc_head = nn.Sequential(
+            nn.Linear(config.hidden_size, config.hidden_size), activation(config.hidden_act),
+            nn.Linear(config.hidden_size, config.hidden_size),
+        )
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head.decoder = new_embeddings
+
+    @takes_encoder_inputs("labels", "cpc_sentence_mask", "cpc_target_input_ids")
+    def forward(self, labels=None, cpc_sentence_mask=None, cpc_target_input_ids=None, return_dict=None, **inputs):
+        r"""
+        labels (`[B, n_l]`): MLM targets, -100 where nothing is predicted.
+        cpc_sentence_mask (`[B, n_g]` 0/1): global tokens whose sentences are masked for CPC.
+        cpc_target_input_ids (`[B, n_l]`): the long input before masking (CPC targets read it).
+        """
+        encoded = _encode(self, inputs)
+        logits = self.lm_head(encoded.last_hidden_state)
+        mlm_loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        cpc_loss = cpc_logits = None
+        if cpc_sentence_mask is not None:
+            cpc_logits = self.cpc_logits(encoded, cpc_sentence_mask, cpc_target_input_ids, inputs)
+            if cpc_logits is not None:
+                cpc_loss = F.cross_entropy(cpc_logits, torch.arange(len(cpc_logits), device=cpc_logits.device))
+        weight = self.config.cpc_loss_weight
+        losses = [(1 - weight, mlm_loss), (weight, cpc_loss)]
+        present = [(w, l) for w, l in losses if l is not None]
+        loss = None
+        if present:
+            loss = sum(w * l for w, l in present) / sum(w for w, _ in present) if len(present) > 1 else present[0][1]
+        return _head_output(
+            EtcForPreTrainingOutput, encoded, return_dict, self.config,
+            loss=loss, mlm_loss=mlm_loss, cpc_loss=cpc_loss, logits=logits, cpc_logits=cpc_logits,
+        )
+
+    def cpc_logits(self, encoded, cpc_sentence_mask, target_ids, inputs) -> torch.Tensor | None:
+        """`[N, N]` similarities of the N masked sentences' predictions (rows) and targets (columns)."""
+        sentence_ids = inputs.get("sentence_ids")
+        if target_ids is None or sentence_ids is None:
+            raise ValueError(
+                "CPC needs `cpc_target_input_ids` (the unmasked long input) and `sentence_ids`; "
+                "EtcPretrainingCollator provides both."
+            )
+        real = inputs.get("attention_mask")
+        real = torch.ones_like(target_ids, dtype=torch.bool) if real is None else real.bool()
+        rows, globals_ = cpc_sentence_mask.bool().nonzero(as_tuple=True)
+        sentences = [target_ids[b][(sentence_ids[b] == g) & real[b]] for b, g in zip(rows.tolist(), globals_.tolist())]
+        keep = [i for i, s in enumerate(sentences) if len(s)]
+        if len(keep) < 2:  # InfoNCE needs a negative
+            return None
+        sentences = [sentences[i] for i in keep]
+        predictions = self.cpc_head(encoded.global_last_hidden_state[rows[keep], globals_[keep]])
+        with torch.no_grad():
+            targets = self.etc(**_sentences_alone(sentences, self.config), return_dict=True).global_last_hidden_state[0]
+        similarity = F.normalize(predictions, dim=-1) @ F.normalize(targets, dim=-1).t()
+        return similarity / self.config.cpc_temperature
+
+
+def _sentences_alone(sentences: list[torch.Tensor], config: EtcConfig) -> dict:
+    """One packed row where every sentence is its own example with one global token (each global
+    token then summarises exactly its sentence)."""
+    lengths = torch.tensor([len(s) for s in sentences], device=sentences[0].device)
+    ids = torch.cat(sentences)
+    ends = lengths.cumsum(0) - 1
+    breakpoints = torch.zeros_like(ids).index_fill_(0, ends, 1)
+    count = len(sentences)
+    return {
+        "input_ids": ids[None],
+        "long_breakpoints": breakpoints[None],
+        "sentence_ids": torch.repeat_interleave(torch.arange(count, device=ids.device), lengths)[None],
+        "global_input_ids": torch.full((1, count), config.global_token_id, device=ids.device),
+        "global_breakpoints": torch.ones(1, count, dtype=torch.long, device=ids.device),
+    }
+
+
+class EtcForSequenceClassification(EtcPreTrainedModel):
+    """Single-label, multi-label or regression (by `config.problem_type`) from the first global
+    token (the question or first sentence global; it reads every global token)."""
+
+    def __init__(self, config: EtcConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.etc = EtcModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @takes_encoder_inputs("labels")
+    def forward(self, labels=None, return_dict=None, **inputs):
+        encoded = _encode(self, inputs)
+        pooled = torch.tanh(self.dense(self.dropout(encoded.global_last_hidden_state[:, 0])))
+        logits = self.classifier(self.dropout(pooled))
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        return _head_output(SequenceClassifierOutput, encoded, return_dict, self.config, loss=loss, logits=logits)
+
+
+class EtcForTokenClassification(EtcPreTrainedModel):
+    def __init__(self, config: EtcConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.etc = EtcModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @takes_encoder_inputs("labels")
+    def forward(self, labels=None, return_dict=None, **inputs):
+        """`labels` `[B, n_l]`: one label per long token, -100 where ignored."""
+        encoded = _encode(self, inputs)
+        logits = self.classifier(self.dropout(encoded.last_hidden_state))
+        loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        return _head_output(TokenClassifierOutput, encoded, return_dict, self.config, loss=loss, logits=logits)
+
+
+@dataclass
+class EtcQuestionAnsweringOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    supporting_fact_logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class EtcForQuestionAnswering(EtcPreTrainedModel):
+    """Answer span over the long tokens, plus (HotpotQA style) a supporting-fact logit per global
+    token. Padding positions can never be predicted."""
+
+    def __init__(self, config: EtcConfig):
+        super().__init__(config)
+        self.etc = EtcModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.supporting_facts = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    @takes_encoder_inputs("start_positions", "end_positions", "supporting_fact_labels")
+    def forward(self, start_positions=None, end_positions=None, supporting_fact_labels=None, return_dict=None, **inputs):
+        r"""
+        start_positions / end_positions (`[B]`): the answer span in long-token positions;
+            positions outside the input are ignored.
+        supporting_fact_labels (`[B, n_g]`): 1/0 per global token, -100 where not a fact.
+        """
+        encoded = _encode(self, inputs)
+        logits = self.qa_outputs(encoded.last_hidden_state)
+        attention_mask = inputs.get("attention_mask")
+        if attention_mask is not None:
+            logits = logits.masked_fill(~attention_mask.bool().unsqueeze(-1), torch.finfo(logits.dtype).min)
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        fact_logits = self.supporting_facts(encoded.global_last_hidden_state).squeeze(-1)
+        losses = []
+        if start_positions is not None and end_positions is not None:
+            ignored = start_logits.shape[1]
+            loss_fct = CrossEntropyLoss(ignore_index=ignored)
+            start = start_positions.reshape(-1).clamp(0, ignored)
+            end = end_positions.reshape(-1).clamp(0, ignored)
+            losses.append((loss_fct(start_logits, start) + loss_fct(end_logits, end)) / 2)
+        if supporting_fact_labels is not None:
+            labelled = supporting_fact_labels != -100
+            if bool(labelled.any()):
+                losses.append(
+                    BCEWithLogitsLoss()(fact_logits[labelled], supporting_fact_labels[labelled].to(fact_logits.dtype))
+                )
+        loss = sum(losses) / len(losses) if losses else None
+        return _head_output(
+            EtcQuestionAnsweringOutput, encoded, return_dict, self.config,
+            loss=loss, start_logits=start_logits, end_logits=end_logits, supporting_fact_logits=fact_logits,
+        )
+
+
+__all__ = [
+    "EtcModel",
+    "EtcPreTrainedModel",
+    "EtcForMaskedLM",
+    "EtcForPreTraining",
+    "EtcForSequenceClassification",
+    "EtcForTokenClassification",
+    "EtcForQuestionAnswering",
+]
