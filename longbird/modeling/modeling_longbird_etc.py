@@ -650,10 +650,10 @@ class EtcForPreTraining(EtcPreTrainedModel):
     choices): some sentences have every long token masked while their global tokens stay. For each
     such sentence, the prediction is `cpc_head(global state of its global token)` in the masked
     document; the target is the global state of a global token that reads only that sentence,
-    unmasked (every masked sentence is encoded alone in one packed extra pass, without gradient).
-    The loss is InfoNCE: cross-entropy of the cosine similarities / `config.cpc_temperature`
-    between each prediction and all targets of the batch (the other masked sentences are the
-    negatives).
+    unmasked (every masked sentence is encoded alone, by the same encoder, in one packed extra
+    pass; gradients flow through both sides). The loss is InfoNCE: cross-entropy of the cosine
+    similarities / `config.cpc_temperature` between each prediction and all targets of the batch
+    (the other masked sentences are the negatives).
     """
 
     _tied_weights_keys = {"lm_head.decoder.weight": "etc.embeddings.token_embeddings.weight"}
@@ -717,8 +717,7 @@ class EtcForPreTraining(EtcPreTrainedModel):
             return None
         sentences = [sentences[i] for i in keep]
         predictions = self.cpc_head(encoded.global_last_hidden_state[rows[keep], globals_[keep]])
-        with torch.no_grad():
-            targets = self.etc(**_sentences_alone(sentences, self.config), return_dict=True).global_last_hidden_state[0]
+        targets = self.etc(**_sentences_alone(sentences, self.config), return_dict=True).global_last_hidden_state[0]
         similarity = F.normalize(predictions, dim=-1) @ F.normalize(targets, dim=-1).t()
         return similarity / self.config.cpc_temperature
 

@@ -1,6 +1,17 @@
-"""Tokenizers. Existing Hugging Face tokenizers load as they are (AutoTokenizer); this module
-trains new ones from a corpus with the `tokenizers` library."""
+"""Tokenizers and input featurizers. Existing Hugging Face tokenizers load as they are
+(AutoTokenizer); `train_tokenizer` trains new ones from a corpus with the `tokenizers` library;
+`EtcFeaturizer` turns documents into ETC's long + global inputs, and the collators batch them."""
 
+from .etc_featurizer import EtcDataCollator, EtcFeaturizer, sentence_spans, split_sentences
+from .etc_pretraining import EtcPretrainingCollator
 from .train import BIGBIRD_SPECIAL_TOKENS, train_tokenizer
 
-__all__ = ["BIGBIRD_SPECIAL_TOKENS", "train_tokenizer"]
+__all__ = [
+    "BIGBIRD_SPECIAL_TOKENS",
+    "train_tokenizer",
+    "EtcFeaturizer",
+    "EtcDataCollator",
+    "EtcPretrainingCollator",
+    "sentence_spans",
+    "split_sentences",
+]
