@@ -55,6 +55,7 @@ class SequenceLayout:
     """
 
     num_prefix: int  # internal positions before the first token (extra global tokens + their padding)
+    num_global: int  # extra global tokens (learned, or the caller's global_input_ids)
     seq_len: int  # tokens given by the caller
     key_valid: torch.Tensor  # [B, n] bool over the internal sequence
     global_blocks: list[tuple[int, ...]]  # per example (block_sparse only)
@@ -66,15 +67,22 @@ class SequenceLayout:
 
 
 def make_layout(
-    config: BigBirdConfig, attention_mask: torch.Tensor, global_prefix_length: torch.Tensor | None
+    config: BigBirdConfig,
+    attention_mask: torch.Tensor,
+    global_prefix_length: torch.Tensor | None,
+    global_attention_mask: torch.Tensor | None = None,
 ) -> SequenceLayout:
+    """`global_attention_mask` `[B, g]`: the caller's global input (replaces the learned tokens)."""
     batch, seq_len = attention_mask.shape
     device = attention_mask.device
     mask = attention_mask.bool()
-    g = config.num_global_tokens
-    globals_valid = torch.ones(batch, g, dtype=torch.bool, device=device)
+    if global_attention_mask is not None:
+        globals_valid = global_attention_mask.bool()
+    else:
+        globals_valid = torch.ones(batch, config.num_global_tokens, dtype=torch.bool, device=device)
+    g = globals_valid.shape[1]
     if config.attention_type == "original_full":
-        return SequenceLayout(g, seq_len, torch.cat([globals_valid, mask], 1), [], [])
+        return SequenceLayout(g, g, seq_len, torch.cat([globals_valid, mask], 1), [], [])
 
     bs = config.block_size
     g_blocks = -(-g // bs)
@@ -102,7 +110,7 @@ def make_layout(
         if g == 0:  # BigBird-ITC: the first and the last block of the example are global
             lead |= {0, nb_real - 1}
         global_blocks.append(tuple(sorted(b for b in lead if b < nb_real)))
-    return SequenceLayout(num_prefix, seq_len, key_valid, global_blocks, real_blocks)
+    return SequenceLayout(num_prefix, g, seq_len, key_valid, global_blocks, real_blocks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,6 +144,11 @@ class BigBirdEmbeddings(nn.Module):
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids) + self.position_embeddings(position_ids)
         embeddings = self.LayerNorm(self.dropout(embeddings))
         return embeddings
+
+    def global_inputs(self, global_input_ids: torch.Tensor) -> torch.Tensor:
+        """`[B, g, H]` embeddings of caller-given global tokens (e.g. one per sentence from
+        `EtcFeaturizer`): word embeddings, no position, like the learned global tokens."""
+        return self.LayerNorm(self.dropout(self.word_embeddings(global_input_ids)))
 
     def global_tokens(self, batch: int) -> torch.Tensor:
         """`[B, num_global_tokens, H]` embeddings of the extra global tokens (BigBird-ETC)."""
@@ -324,11 +337,18 @@ class BigBirdModel(BigBirdPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        global_input_ids: torch.LongTensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> BigBirdModelOutput | tuple:
         r"""
         global_prefix_length (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Make the first `k` tokens of each example global (they see and are seen by every
             token), rounded up to whole blocks. The QA head uses it for the question.
+        global_input_ids (`torch.LongTensor` of shape `(batch_size, g)`, *optional*):
+            BigBird-ETC with a global input given per example (e.g. one token per sentence, as
+            `EtcFeaturizer` makes): these tokens, instead of the learned ones, are put in front
+            of the sequence; they see and are seen by every token. `global_attention_mask`
+            marks padding among them.
         """
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
@@ -337,14 +357,22 @@ class BigBirdModel(BigBirdPreTrainedModel):
         batch, seq_len, device = check_inputs(
             config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, global_prefix_length
         )
+        global_embeds = None
+        if global_input_ids is not None:
+            check_global_inputs(global_input_ids, global_attention_mask, batch)
+            global_embeds = self.embeddings.global_inputs(global_input_ids)
+            if global_attention_mask is None:
+                global_attention_mask = torch.ones_like(global_input_ids)
+        elif global_attention_mask is not None:
+            raise ValueError("`global_attention_mask` was given without `global_input_ids`; pass both.")
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq_len, dtype=torch.long, device=device)
         if token_type_ids is None:
             token_type_ids = torch.zeros(batch, seq_len, dtype=torch.long, device=device)
 
-        layout = make_layout(config, attention_mask, global_prefix_length)
+        layout = make_layout(config, attention_mask, global_prefix_length, global_attention_mask)
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        hidden = self._to_internal(hidden, layout)
+        hidden = self._to_internal(hidden, layout, global_embeds)
 
         graphs, full_mask = [None] * config.num_hidden_layers, None
         if config.attention_type == "block_sparse":
@@ -364,7 +392,7 @@ class BigBirdModel(BigBirdPreTrainedModel):
                 all_attentions += (_strip_attention(weights, layout),)
 
         sequence_output = layout.strip(hidden)
-        global_output = hidden[:, : config.num_global_tokens] if config.num_global_tokens else None
+        global_output = hidden[:, : layout.num_global] if layout.num_global else None
         pooled = None
         if self.pooler is not None:
             first = global_output[:, 0] if global_output is not None else sequence_output[:, 0]
@@ -378,13 +406,15 @@ class BigBirdModel(BigBirdPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
-    def _to_internal(self, hidden: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+    def _to_internal(self, hidden: torch.Tensor, layout: SequenceLayout, global_embeds=None) -> torch.Tensor:
         """Prepend the extra global tokens (+ block padding) and pad the end to a whole block."""
         batch = hidden.shape[0]
         parts = []
-        if self.config.num_global_tokens:
+        if global_embeds is not None:
+            parts.append(global_embeds.to(hidden.dtype))
+        elif layout.num_global:
             parts.append(self.embeddings.global_tokens(batch).to(hidden.dtype))
-        gap = layout.num_prefix - self.config.num_global_tokens
+        gap = layout.num_prefix - layout.num_global
         tail = layout.key_valid.shape[1] - layout.num_prefix - layout.seq_len
         if gap:
             parts.append(hidden.new_zeros(batch, gap, hidden.shape[2]))
@@ -394,7 +424,7 @@ class BigBirdModel(BigBirdPreTrainedModel):
         return torch.cat(parts, dim=1) if len(parts) > 1 else hidden
 
     def _graph(self, layout: SequenceLayout, n: int, layer: int, device: torch.device) -> BlockGraph:
-        reference_layout = self.config.num_global_tokens == 0
+        reference_layout = layout.num_global == 0
         graph = build_block_graph(
             self.sparse_pattern,
             seed=layer,
@@ -410,10 +440,24 @@ class BigBirdModel(BigBirdPreTrainedModel):
 def _strip_attention(weights: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
     """Drop block padding (and the padding after extra global tokens) from attention weights."""
     g = layout.num_prefix
-    real = list(range(layout.key_valid.shape[1]))
-    keep = [i for i in real if i < g and layout.key_valid[0, i]] + list(range(g, g + layout.seq_len))
+    keep = list(range(layout.num_global)) + list(range(g, g + layout.seq_len))
     index = torch.tensor(keep, device=weights.device)
     return weights.index_select(2, index).index_select(3, index)
+
+
+def check_global_inputs(global_input_ids, global_attention_mask, batch: int) -> None:
+    if global_input_ids.dim() != 2 or global_input_ids.shape[0] != batch:
+        raise ValueError(
+            f"`global_input_ids` must have shape (batch_size={batch}, num_global), got {tuple(global_input_ids.shape)}; "
+            f"pass one global input row per input row."
+        )
+    if global_input_ids.shape[1] == 0:
+        raise ValueError("`global_input_ids` holds no token; leave it out to use the config's global tokens.")
+    if global_attention_mask is not None and global_attention_mask.shape != global_input_ids.shape:
+        raise ValueError(
+            f"`global_attention_mask` has shape {tuple(global_attention_mask.shape)} but `global_input_ids` has "
+            f"{tuple(global_input_ids.shape)}."
+        )
 
 
 def check_inputs(config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, global_prefix_length):
@@ -537,10 +581,13 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        global_input_ids=None,
+        global_attention_mask=None,
     ):
         outputs = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, global_prefix_length,
             output_attentions, output_hidden_states, return_dict=True,
+            global_input_ids=global_input_ids, global_attention_mask=global_attention_mask,
         )
         logits = self.cls(outputs.last_hidden_state)
         loss = None
@@ -589,10 +636,13 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        global_input_ids=None,
+        global_attention_mask=None,
     ):
         outputs = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, global_prefix_length,
             output_attentions, output_hidden_states, return_dict=True,
+            global_input_ids=global_input_ids, global_attention_mask=global_attention_mask,
         )
         if outputs.global_last_hidden_state is not None:
             features = outputs.global_last_hidden_state[:, 0]
@@ -655,10 +705,13 @@ class BigBirdForTokenClassification(BigBirdPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        global_input_ids=None,
+        global_attention_mask=None,
     ):
         outputs = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, global_prefix_length,
             output_attentions, output_hidden_states, return_dict=True,
+            global_input_ids=global_input_ids, global_attention_mask=global_attention_mask,
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
