@@ -400,8 +400,8 @@ def _block_mask_from_graph(seen: torch.Tensor, block_size: int, n: int, mask_mod
 # tolerance on every query with a visible key (tests/test_etc_attention.py).
 # --------------------------------------------------------------------------------------------
 
-#: the reference adds -10000 (not -inf) for blocked pairs; a row with no visible key (padding)
-#: stays finite, and fp16 can hold it
+#: the reference adds -10000 (not -inf) to the scores of blocked pairs; a row with no visible key
+#: (padding) stays finite, and fp16 can hold it
 MASKED_SCORE = -10000.0
 
 
@@ -413,23 +413,39 @@ class RelativeLogits:
     embedding: torch.Tensor  # [V, H, d]
     bias: torch.Tensor  # [V, H]
 
-    def per_id(self, query: torch.Tensor) -> torch.Tensor:
-        """`[B, H, ..., Lq, d] -> [B, H, ..., Lq, V]`: the logit of every id for every query, so the
-        pairs only gather (V is ~32, far fewer than keys)."""
-        logits = torch.einsum("bh...d,vhd->bh...v", query, self.embedding)
-        shape = (1, self.bias.shape[1]) + (1,) * (query.dim() - 3) + (self.bias.shape[0],)
-        return logits + self.bias.t().reshape(shape)
+    @property
+    def num_ids(self) -> int:
+        return self.embedding.shape[0]
+
+    def per_id(self, scaled_query: torch.Tensor, scale: float) -> torch.Tensor:
+        """`[B, H, ..., Lq, d] -> [B, H, ..., Lq, V + 1]`: the scaled logit of every id for every
+        query (V is ~32, far fewer than keys, so pairs only gather), plus id V = MASKED_SCORE:
+        a blocked pair is the id V, which adds the reference's -10000 in the same gather."""
+        logits = torch.einsum("bh...d,vhd->bh...v", scaled_query, self.embedding)
+        shape = (1, self.bias.shape[1]) + (1,) * (scaled_query.dim() - 3) + (self.num_ids,)
+        logits = logits + (self.bias.t() * scale).reshape(shape)
+        return F.pad(logits, (0, 1), value=MASKED_SCORE)
 
 
 @dataclass
 class KeyPart:
-    """One key set of a fused softmax: keys/values `[B, H, ..., Lk, d]`; mask (True = visible) and
-    relation ids broadcastable to the scores `[B, H, ..., Lq, Lk]` (ids None = no relative term)."""
+    """One key set of a fused softmax.
+
+    `key`/`value` `[B, H, ..., Lk, d]`, or `[B, H, Lk, d]` for a key set shared by every query
+    block (the global keys of blocked long queries). `mask` (True = visible) broadcastable to the
+    scores `[B, H, ..., Lq, Lk]`; `ids` the same shape (None = no relative term): the relation id
+    of each pair, or `num_ids` where the pair is blocked (see `masked_ids`).
+    """
 
     key: torch.Tensor
     value: torch.Tensor
     mask: torch.Tensor
     ids: torch.Tensor | None = None
+
+
+def masked_ids(ids: torch.Tensor | None, mask: torch.Tensor, num_ids: int) -> torch.Tensor | None:
+    """Relation ids with blocked pairs replaced by the extra id `num_ids` (MASKED_SCORE)."""
+    return None if ids is None else torch.where(mask, ids.long(), num_ids)
 
 
 def fused_attention(
@@ -442,21 +458,49 @@ def fused_attention(
     return_weights: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """softmax over the concatenated key sets of `parts`, then the weighted sum of their values;
-    the weights `[..., Lq, sum Lk]` too when asked."""
-    per_id = relative.per_id(query) if relative is not None else None
-    scores = []
-    for part in parts:
-        score = torch.matmul(query, part.key.transpose(-1, -2))
-        if per_id is not None and part.ids is not None:
-            score = score + torch.gather(per_id, -1, part.ids.expand(score.shape))
-        scores.append((score * scale).masked_fill(~part.mask, MASKED_SCORE))
-    probs = torch.softmax(torch.cat(scores, dim=-1), dim=-1)
+    the weights `[..., Lq, sum Lk]` too when asked.
+
+    Scores: `(q . k + q . R[id] + b[id]) * scale`, and -10000 for blocked pairs (the reference's
+    constant, added like the reference does). The scale is folded into q; the relative logits and
+    the mask arrive in one gather that baddbmm adds to `q . k` (one pass over the scores)."""
+    query = query * scale
+    per_id = relative.per_id(query, scale) if relative is not None else None
+    scores = [_part_scores(query, part, per_id) for part in parts]
+    probs = torch.softmax(torch.cat(scores, dim=-1), dim=-1) if len(scores) > 1 else torch.softmax(scores[0], dim=-1)
     probs = F.dropout(probs, p=dropout, training=training)
     out = None
     for part, p in zip(parts, probs.split([s.shape[-1] for s in scores], dim=-1)):
-        term = torch.matmul(p, part.value)
+        term = _matmul(p, part.value)
         out = term if out is None else out + term
     return out, probs if return_weights else None
+
+
+def _matmul(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`bias + x @ y` over leading dims, as one (b)addbmm. A `y` with fewer dims (a key set shared
+    by every query block) multiplies x's blocks flattened into one sequence, so y is never copied
+    per block; `bias` is then laid out over the flat sequence."""
+    shape = (*x.shape[:-1], y.shape[-1])
+    if y.dim() < x.dim():
+        x = x.flatten(2, -2)
+    x3 = x.reshape(-1, *x.shape[-2:])
+    y3 = y.reshape(-1, *y.shape[-2:])
+    if bias is None:
+        out = torch.bmm(x3, y3)
+    else:
+        out = torch.baddbmm(bias.reshape(x3.shape[0], x3.shape[1], y3.shape[2]), x3, y3)
+    return out.view(shape)
+
+
+def _part_scores(query: torch.Tensor, part: KeyPart, per_id: torch.Tensor | None) -> torch.Tensor:
+    key_t = part.key.transpose(-1, -2)
+    shared = part.key.dim() < query.dim()  # ids/mask are laid out over the flat queries
+    if per_id is None or part.ids is None:
+        flat = _matmul(query.flatten(2, -2) if shared else query, key_t).masked_fill(~part.mask, MASKED_SCORE)
+        return flat.view(*query.shape[:-1], -1)
+    if shared:
+        per_id = per_id.flatten(2, -2)
+    bias = torch.gather(per_id, -1, part.ids.expand(*per_id.shape[:-1], part.key.shape[-2]))
+    return _matmul(query, key_t, bias)
 
 
 def global_local_attention(
@@ -489,7 +533,8 @@ def global_local_attention(
         backend = "dense" if n <= 3 * (radius + 1) else "blocked"
     if backend not in ("dense", "blocked"):
         raise ValueError(f"global-local attention backend must be 'auto', 'blocked' or 'dense', got {backend!r}")
-    local_mask, local_ids, side_mask, side_ids = _long_side_layout(graph, backend, n)
+    num_ids = relative.num_ids if relative is not None else 0
+    local_mask, local_ids, side_mask, side_ids = _long_side_layout(graph, backend, n, num_ids)
     side = KeyPart(side_key, side_value, side_mask, side_ids)
     if backend == "dense":
         parts = [KeyPart(key, value, local_mask, local_ids), side]
@@ -506,15 +551,17 @@ def global_local_attention(
         x = F.pad(x, (0, 0, 0, 0, 1, 1))
         return torch.cat([x[:, :, :-2], x[:, :, 1:-1], x[:, :, 2:]], dim=3)
 
-    side = KeyPart(side_key.unsqueeze(2), side_value.unsqueeze(2), side_mask, side_ids)
     local = KeyPart(three_blocks(blocks(key)), three_blocks(blocks(value)), local_mask, local_ids)
     out, _ = fused_attention(blocks(query), [local, side], scale, relative, dropout, training)
     return out.flatten(2, 3)[:, :, :n], None
 
 
-def _long_side_layout(graph: GlobalLocalGraph, backend: str, n: int):
-    """The l2l/l2g masks and ids in the executor's layout, with a head axis; cached per graph."""
-    memo = ("long", backend)
+def _long_side_layout(graph: GlobalLocalGraph, backend: str, n: int, num_ids: int):
+    """The l2l/l2g masks and ids in the executor's layout, with a head axis; cached per graph.
+
+    Blocked: l2l `[B, 1, nb, L, 3L]` (each query block's three key blocks) and l2g
+    `[B, 1, nb * L, m]` (over the flat, block-padded queries)."""
+    memo = ("long", backend, num_ids)
     if memo in graph.cache:
         return graph.cache[memo]
     radius = graph.radius
@@ -527,16 +574,18 @@ def _long_side_layout(graph: GlobalLocalGraph, backend: str, n: int):
         local_ids = None if local_ids is None else _take_window(local_ids, index)
     else:
         block = radius + 1
-        nb = -(-n // block)
+        padded = -(-n // block) * block
         index, valid = _skew_index(block, radius, local_mask.device)
 
         def to_blocks(x):  # [B, n, w] -> [B, nb, L, w]
-            return F.pad(x, (0, 0, 0, nb * block - n)).unflatten(1, (nb, block))
+            return F.pad(x, (0, 0, 0, padded - n)).unflatten(1, (-1, block))
 
         local_mask = _take_window(to_blocks(local_mask), index) & valid
         local_ids = None if local_ids is None else _take_window(to_blocks(local_ids), index)
-        side_mask = to_blocks(side_mask)
-        side_ids = None if side_ids is None else to_blocks(side_ids)
+        side_mask = F.pad(side_mask, (0, 0, 0, padded - n))
+        side_ids = None if side_ids is None else F.pad(side_ids, (0, 0, 0, padded - n))
+    local_ids = masked_ids(local_ids, local_mask, num_ids) if num_ids else None
+    side_ids = masked_ids(side_ids, side_mask, num_ids) if num_ids else None
     layout = tuple(None if t is None else t.unsqueeze(1) for t in (local_mask, local_ids, side_mask, side_ids))
     graph.cache[memo] = layout
     return layout
@@ -577,10 +626,13 @@ def global_side_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Global queries (`[B, H, m, d]`) over every global key (g2g) and every long key (g2l), one
     softmax; `O(m (m + n))` memory, linear in the long length."""
-    parts = [
-        KeyPart(key, value, graph.g2g_mask.unsqueeze(1), None if graph.g2g_ids is None else graph.g2g_ids.unsqueeze(1)),
-        KeyPart(
-            long_key, long_value, graph.g2l_mask.unsqueeze(1), None if graph.g2l_ids is None else graph.g2l_ids.unsqueeze(1)
-        ),
-    ]
+    num_ids = relative.num_ids if relative is not None else 0
+    memo = ("global", num_ids)
+    if memo not in graph.cache:
+        graph.cache[memo] = [
+            (mask.unsqueeze(1), masked_ids(ids, mask, num_ids).unsqueeze(1) if num_ids and ids is not None else None)
+            for mask, ids in ((graph.g2g_mask, graph.g2g_ids), (graph.g2l_mask, graph.g2l_ids))
+        ]
+    (g2g_mask, g2g_ids), (g2l_mask, g2l_ids) = graph.cache[memo]
+    parts = [KeyPart(key, value, g2g_mask, g2g_ids), KeyPart(long_key, long_value, g2l_mask, g2l_ids)]
     return fused_attention(query, parts, scale, relative, dropout, training, return_weights)

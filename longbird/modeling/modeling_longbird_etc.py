@@ -13,6 +13,7 @@ mask). Memory is linear in the long length.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -164,6 +165,13 @@ def check_inputs(config: EtcConfig, inputs: dict) -> None:
                 "pass one per sentence (see EtcFeaturizer), or leave `global_input_ids` out to get "
                 "fixed-block global tokens."
             )
+    if n_global is None and inputs.get("sentence_ids") is not None:
+        raise ValueError("`sentence_ids` were given without `global_input_ids`; pass the global tokens they point at.")
+    if (inputs.get("long_breakpoints") is None) != (inputs.get("global_breakpoints") is None):
+        raise ValueError(
+            "Pass `long_breakpoints` and `global_breakpoints` together (one 1 per packed example on each side), "
+            "or neither for one example per row."
+        )
     long_shape, global_shape = (batch, n_long), (batch, n_global)
     expected = {
         "attention_mask": long_shape,
@@ -247,7 +255,13 @@ class EtcEmbeddings(nn.Module):
         return embeds if self.token_projection is None else self.token_projection(embeds)
 
     def forward(self, side: str, ids, embeds, token_type_ids, position_ids) -> torch.Tensor:
-        hidden = self.tokens(ids) if embeds is None else embeds
+        # `embeds` come from the token table (get_input_embeddings), so they get its projection too
+        if embeds is None:
+            hidden = self.tokens(ids)
+        elif self.token_projection is not None:
+            hidden = self.token_projection(embeds)
+        else:
+            hidden = embeds
         hidden = hidden + self.segment_embeddings(token_type_ids)
         positions = getattr(self, f"{side}_position_embeddings", None)
         if positions is not None:
@@ -570,8 +584,19 @@ def takes_encoder_inputs(*head_inputs: str):
             inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
             for name in (*ENCODER_INPUTS, *head_inputs, "return_dict")
         ]
-        forward.__signature__ = inspect.Signature(params)
-        return forward
+        signature = inspect.Signature(params)
+
+        @functools.wraps(forward)
+        def bound_forward(self, *args, **kwargs):
+            try:
+                arguments = signature.bind(self, *args, **kwargs).arguments
+            except TypeError as error:
+                raise TypeError(f"{type(self).__name__}.forward(): {error}") from None
+            arguments.pop("self")
+            return forward(self, **arguments)
+
+        bound_forward.__signature__ = signature
+        return bound_forward
 
     return decorate
 
