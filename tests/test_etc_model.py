@@ -1132,3 +1132,21 @@ def test_bfloat16_heads_run(cls):
             )
         assert out.cpc_logits.shape == (3, 3)
     assert torch.isfinite(out.loss)
+
+
+def test_qa_never_answers_with_padding_given_by_breakpoints_alone():
+    model = make(EtcForQuestionAnswering)
+    ids, sentences, globals_ = document(DOC_A, 1)
+    n = len(ids)
+    row = {
+        "input_ids": torch.cat([ids, torch.zeros(4, dtype=torch.long)])[None],
+        "sentence_ids": torch.cat([sentences, torch.zeros(4, dtype=torch.long)])[None],
+        "global_input_ids": globals_[None],
+        "long_breakpoints": torch.nn.functional.one_hot(torch.tensor(n - 1), n + 4)[None],
+        "global_breakpoints": torch.nn.functional.one_hot(torch.tensor(len(globals_) - 1), len(globals_))[None],
+    }
+    with torch.no_grad():
+        out = model(**row)
+    lowest = torch.finfo(out.start_logits.dtype).min
+    assert (out.start_logits[0, n:] == lowest).all() and (out.end_logits[0, n:] == lowest).all()
+    assert (out.start_logits[0, :n] > lowest).all()

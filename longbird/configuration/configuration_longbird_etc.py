@@ -42,6 +42,9 @@ class EtcConfig(PreTrainedConfig):
         reference's fixed-block inputs; 27 is its average sentence length).
     global_token_id (`int`, defaults to 1):
         Token id of those automatic global tokens (the reference uses 1 for sentence globals).
+    cpc_loss_weight (`float`, defaults to 0.2) / cpc_temperature (`float`, defaults to 0.1):
+        `EtcForPreTraining`: loss = (1 - w) * MLM + w * CPC; CPC scores are cosine similarities
+        divided by the temperature.
     attention_backend (`str`, defaults to `"auto"`):
         `"blocked"` (sliding window in blocks of `local_radius + 1`, memory linear in the long
         length), `"dense"` (exact n x n path, for short inputs and tests) or `"auto"` (dense when
@@ -80,7 +83,7 @@ class EtcConfig(PreTrainedConfig):
     pad_token_id: int | None = 0
     classifier_dropout: float | int | None = None
     cpc_loss_weight: float = 0.2
-    cpc_temperature: float = 1.0
+    cpc_temperature: float = 0.1
     attention_backend: str = "auto"
     tie_word_embeddings: bool = True
 
@@ -116,3 +119,5 @@ class EtcConfig(PreTrainedConfig):
             )
         if not 0 <= self.cpc_loss_weight <= 1:
             raise ValueError(f"cpc_loss_weight must lie in [0, 1], got {self.cpc_loss_weight}.")
+        if self.cpc_temperature <= 0:
+            raise ValueError(f"cpc_temperature must be > 0, got {self.cpc_temperature}.")

@@ -836,9 +836,11 @@ class EtcForQuestionAnswering(EtcPreTrainedModel):
         """
         encoded = _encode(self, inputs)
         logits = self.qa_outputs(encoded.last_hidden_state)
-        attention_mask = inputs.get("attention_mask")
-        if attention_mask is not None:
-            logits = logits.masked_fill(~attention_mask.bool().unsqueeze(-1), torch.finfo(logits.dtype).min)
+        attention_mask, breakpoints = inputs.get("attention_mask"), inputs.get("long_breakpoints")
+        if attention_mask is not None or breakpoints is not None:
+            mask = torch.ones_like(logits[..., 0], dtype=torch.long) if attention_mask is None else attention_mask
+            real = _example_ids(breakpoints, mask) > 0  # padding: after the last breakpoint or masked
+            logits = logits.masked_fill(~real.unsqueeze(-1), torch.finfo(logits.dtype).min)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         fact_logits = self.supporting_facts(encoded.global_last_hidden_state).squeeze(-1)
         losses = []
