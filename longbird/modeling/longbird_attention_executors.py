@@ -10,6 +10,10 @@
 * `flex`: torch FlexAttention with a BlockMask and a multiplicity `score_mod`, compiled on GPU.
 
 All return `[B, H, n, d]` and agree to float tolerance (tests/test_attention_core.py).
+
+Global-local graphs (ETC, `GlobalLocalGraph`) have their own pair of executors below:
+`fused_attention` is one softmax over several key sets with relation-id logits, run `blocked`
+(three-block windows plus shared global keys, linear memory) or `dense` (tests/test_etc_attention.py).
 """
 
 from __future__ import annotations

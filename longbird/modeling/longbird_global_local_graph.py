@@ -17,13 +17,9 @@ their kernel needs. Relation ids follow the reference: clipped relative position
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
-
-#: the four attention pieces, in the reference's order
-PIECES = ("l2l", "g2g", "l2g", "g2l")
-
 
 @dataclass
 class GlobalLocalGraph:
@@ -40,9 +36,6 @@ class GlobalLocalGraph:
     g2l_ids: torch.Tensor | None = None
     #: per-graph memo of executor layouts (one graph serves every layer of a forward pass)
     cache: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def tensors(self) -> dict[str, torch.Tensor | None]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("radius", "cache")}
 
 
 # --------------------------------------------------------------------------------------------

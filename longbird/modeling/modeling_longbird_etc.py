@@ -95,10 +95,6 @@ def prepare_inputs(config: EtcConfig, **inputs) -> EtcInputs:
                 "`global_breakpoints` were given without `global_input_ids`; pass the global input too, or "
                 "neither (fixed-block global tokens are then built)."
             )
-        if sentence_ids is not None:
-            raise ValueError(
-                "`sentence_ids` were given without `global_input_ids`; pass the global tokens they point at."
-            )
         sentence_ids, global_mask = fixed_block_globals(attention_mask, config.num_tokens_per_block)
         global_ids = torch.where(global_mask.bool(), config.global_token_id, config.pad_token_id or 0)
     n_global = (global_ids if global_ids is not None else global_embeds).shape[1]
