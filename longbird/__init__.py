@@ -9,17 +9,22 @@ from transformers import (
     AutoModelForMaskedLM,
     AutoModelForPreTraining,
     AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
 
-from .configuration import BigBirdConfig, EtcConfig
+from .configuration import BigBirdConfig, BigBirdPegasusConfig, EtcConfig
 from .modeling import (
     BigBirdForMaskedLM,
     BigBirdForQuestionAnswering,
     BigBirdForSequenceClassification,
     BigBirdForTokenClassification,
     BigBirdModel,
+    BigBirdPegasusForConditionalGeneration,
+    BigBirdPegasusForQuestionAnswering,
+    BigBirdPegasusForSequenceClassification,
+    BigBirdPegasusModel,
     EtcForMaskedLM,
     EtcForPreTraining,
     EtcForQuestionAnswering,
@@ -38,6 +43,12 @@ _AUTO_CLASSES = {
         (AutoModelForSequenceClassification, BigBirdForSequenceClassification),
         (AutoModelForTokenClassification, BigBirdForTokenClassification),
         (AutoModelForQuestionAnswering, BigBirdForQuestionAnswering),
+    ),
+    BigBirdPegasusConfig: (
+        (AutoModel, BigBirdPegasusModel),
+        (AutoModelForSeq2SeqLM, BigBirdPegasusForConditionalGeneration),
+        (AutoModelForSequenceClassification, BigBirdPegasusForSequenceClassification),
+        (AutoModelForQuestionAnswering, BigBirdPegasusForQuestionAnswering),
     ),
     EtcConfig: (
         (AutoModel, EtcModel),
@@ -66,6 +77,11 @@ __all__ = [
     "BigBirdForSequenceClassification",
     "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering",
+    "BigBirdPegasusConfig",
+    "BigBirdPegasusModel",
+    "BigBirdPegasusForConditionalGeneration",
+    "BigBirdPegasusForSequenceClassification",
+    "BigBirdPegasusForQuestionAnswering",
     "EtcConfig",
     "EtcModel",
     "EtcForMaskedLM",

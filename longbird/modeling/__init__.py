@@ -10,6 +10,13 @@ from .modeling_longbird_bigbird import (
     BigBirdModel,
     BigBirdPreTrainedModel,
 )
+from .modeling_longbird_bigbird_pegasus import (
+    BigBirdPegasusForConditionalGeneration,
+    BigBirdPegasusForQuestionAnswering,
+    BigBirdPegasusForSequenceClassification,
+    BigBirdPegasusModel,
+    BigBirdPegasusPreTrainedModel,
+)
 from .modeling_longbird_etc import (
     EtcForMaskedLM,
     EtcForPreTraining,
@@ -27,6 +34,11 @@ __all__ = [
     "BigBirdForSequenceClassification",
     "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering",
+    "BigBirdPegasusModel",
+    "BigBirdPegasusPreTrainedModel",
+    "BigBirdPegasusForConditionalGeneration",
+    "BigBirdPegasusForSequenceClassification",
+    "BigBirdPegasusForQuestionAnswering",
     "EtcModel",
     "EtcPreTrainedModel",
     "EtcForMaskedLM",

@@ -310,14 +310,7 @@ class BigBirdModel(BigBirdPreTrainedModel):
         self.encoder = BigBirdEncoder(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
         self.activation = nn.Tanh() if add_pooling_layer else None
-        self.sparse_pattern = SparsePattern(
-            block_size=config.block_size,
-            num_heads=config.num_attention_heads,
-            window_blocks=config.window_blocks,
-            num_random_blocks=config.num_random_blocks,
-            random_plan=config.random_plan,
-            max_position_embeddings=config.max_position_embeddings,
-        )
+        self.sparse_pattern = sparse_pattern(config)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -372,15 +365,10 @@ class BigBirdModel(BigBirdPreTrainedModel):
 
         layout = make_layout(config, attention_mask, global_prefix_length, global_attention_mask)
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        hidden = self._to_internal(hidden, layout, global_embeds)
-
-        graphs, full_mask = [None] * config.num_hidden_layers, None
-        if config.attention_type == "block_sparse":
-            graphs = [self._graph(layout, hidden.shape[1], layer, hidden.device) for layer in range(len(graphs))]
-        else:
-            full_mask = create_bidirectional_mask(
-                config=config, inputs_embeds=hidden, attention_mask=layout.key_valid.to(torch.long)
-            )
+        if global_embeds is None and layout.num_global:
+            global_embeds = self.embeddings.global_tokens(batch)
+        hidden = to_internal(hidden, layout, global_embeds)
+        graphs, full_mask = layer_graphs(config, self.sparse_pattern, layout, hidden)
 
         all_hidden = (layout.strip(hidden),) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -406,35 +394,56 @@ class BigBirdModel(BigBirdPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
-    def _to_internal(self, hidden: torch.Tensor, layout: SequenceLayout, global_embeds=None) -> torch.Tensor:
-        """Prepend the extra global tokens (+ block padding) and pad the end to a whole block."""
-        batch = hidden.shape[0]
-        parts = []
-        if global_embeds is not None:
-            parts.append(global_embeds.to(hidden.dtype))
-        elif layout.num_global:
-            parts.append(self.embeddings.global_tokens(batch).to(hidden.dtype))
-        gap = layout.num_prefix - layout.num_global
-        tail = layout.key_valid.shape[1] - layout.num_prefix - layout.seq_len
-        if gap:
-            parts.append(hidden.new_zeros(batch, gap, hidden.shape[2]))
-        parts.append(hidden)
-        if tail:
-            parts.append(hidden.new_zeros(batch, tail, hidden.shape[2]))
-        return torch.cat(parts, dim=1) if len(parts) > 1 else hidden
 
-    def _graph(self, layout: SequenceLayout, n: int, layer: int, device: torch.device) -> BlockGraph:
-        reference_layout = layout.num_global == 0
+def sparse_pattern(config) -> SparsePattern:
+    """The config-level part of the block-sparse graph (BigBird and BigBird-Pegasus configs)."""
+    return SparsePattern(
+        block_size=config.block_size,
+        num_heads=config.num_attention_heads,
+        window_blocks=config.window_blocks,
+        num_random_blocks=config.num_random_blocks,
+        random_plan=config.random_plan,
+        max_position_embeddings=config.max_position_embeddings,
+    )
+
+
+def to_internal(hidden: torch.Tensor, layout: SequenceLayout, global_embeds: torch.Tensor | None) -> torch.Tensor:
+    """`[B, L, H]` -> the internal sequence: global tokens (+ block padding) in front, the end
+    padded to a whole block."""
+    batch = hidden.shape[0]
+    parts = [] if global_embeds is None else [global_embeds.to(hidden.dtype)]
+    gap = layout.num_prefix - layout.num_global
+    tail = layout.key_valid.shape[1] - layout.num_prefix - layout.seq_len
+    if gap:
+        parts.append(hidden.new_zeros(batch, gap, hidden.shape[2]))
+    parts.append(hidden)
+    if tail:
+        parts.append(hidden.new_zeros(batch, tail, hidden.shape[2]))
+    return torch.cat(parts, dim=1) if len(parts) > 1 else hidden
+
+
+def layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, hidden: torch.Tensor):
+    """Per layer: the block graph (block_sparse), or one dense mask for every layer (original_full).
+    Returns `(graphs, full_mask)`."""
+    if config.attention_type != "block_sparse":
+        full_mask = create_bidirectional_mask(
+            config=config, inputs_embeds=hidden, attention_mask=layout.key_valid.to(torch.long)
+        )
+        return [None] * config.num_hidden_layers, full_mask
+    n = hidden.shape[1]
+    graphs = []
+    for layer in range(config.num_hidden_layers):
         graph = build_block_graph(
-            self.sparse_pattern,
+            pattern,
             seed=layer,
-            num_blocks=n // self.config.block_size,
+            num_blocks=n // config.block_size,
             example_blocks=layout.real_blocks,
             example_globals=layout.global_blocks,
             key_valid=layout.key_valid.cpu(),
-            reference_layout=reference_layout,
+            reference_layout=layout.num_global == 0,
         )
-        return graph.to(device)
+        graphs.append(graph.to(hidden.device))
+    return graphs, None
 
 
 def _strip_attention(weights: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:

@@ -1,0 +1,61 @@
+"""BigBird-Pegasus configuration: transformers' fields plus longbird's graph options."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import BigBirdPegasusConfig as ReferenceBigBirdPegasusConfig
+
+from .configuration_longbird_bigbird import BigBirdConfig
+
+#: model_type of transformers' own BigBirdPegasus; folders written by it load into our classes.
+REFERENCE_MODEL_TYPE = "bigbird_pegasus"
+
+
+@strict
+class BigBirdPegasusConfig(ReferenceBigBirdPegasusConfig):
+    r"""Configuration of a longbird BigBird-Pegasus encoder-decoder.
+
+    Every field of transformers' `BigBirdPegasusConfig` keeps its name, default and meaning, so a
+    `config.json` written by `transformers.BigBirdPegasus*.save_pretrained` loads as is. The
+    encoder runs on longbird's sparse core, so BigBird's graph options apply to it:
+
+    num_global_tokens (`int`, defaults to 0): extra learned global tokens in front (BigBird-ETC);
+        0 gives the reference's ITC layout (first and last block global).
+    window_blocks (`int`, defaults to 3) / random_plan (`str`, defaults to `"reference"`) /
+    attention_backend (`str`, defaults to `"auto"`): as in `longbird.BigBirdConfig`.
+    encoder_type (`str`, defaults to `"bigbird"`): `"etc"` puts an ETC encoder (sentence-level
+        global tokens, relative positions) under the same decoder; `etc_config` holds its
+        ETC-specific fields (`local_radius`, `relative_pos_max_distance`, `relative_vocab_size`,
+        `num_tokens_per_block`, `use_hard_g2l_mask`, ...); widths come from this config.
+    """
+
+    model_type = "longbird_bigbird_pegasus"
+
+    num_global_tokens: int = 0
+    window_blocks: int = 3
+    random_plan: str = "reference"
+    attention_backend: str = "auto"
+    encoder_type: str = "bigbird"
+    etc_config: dict | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.check()
+
+    def check(self) -> None:
+        """Reject settings no model can be built from, naming the field and the fix (ValueError)."""
+        BigBirdConfig.check(self)
+        if self.encoder_type not in ("bigbird", "etc"):
+            raise ValueError(f"encoder_type must be 'bigbird' or 'etc', got {self.encoder_type!r}.")
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        # A transformers BigBirdPegasus config.json (model_type "bigbird_pegasus") is ours.
+        if config_dict.get("model_type") == REFERENCE_MODEL_TYPE:
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") == REFERENCE_MODEL_TYPE:
+            config_dict["model_type"] = cls.model_type
+        return config_dict, kwargs
