@@ -3,12 +3,29 @@
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-#: model_type of transformers' own BigBird; folders written by it load into our classes.
-REFERENCE_MODEL_TYPE = "big_bird"
+class AcceptsReferenceConfig:
+    """A config that takes the `config.json` of the reference implementation's model type
+    (`reference_model_type`, e.g. transformers' "big_bird") as its own, so
+    `from_pretrained(folder)` of a reference checkpoint needs no manual step."""
+
+    reference_model_type: str
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        if config_dict.get("model_type") == cls.reference_model_type:
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") == cls.reference_model_type:
+            config_dict["model_type"] = cls.model_type
+        return config_dict, kwargs
 
 
 @strict
-class BigBirdConfig(PreTrainedConfig):
+class BigBirdConfig(AcceptsReferenceConfig, PreTrainedConfig):
     r"""Configuration of a longbird BigBird encoder.
 
     Every field of transformers' `BigBirdConfig` keeps its name, default and meaning, so a
@@ -28,6 +45,7 @@ class BigBirdConfig(PreTrainedConfig):
     """
 
     model_type = "longbird_bigbird"
+    reference_model_type = "big_bird"  # transformers' own BigBird
 
     vocab_size: int = 50358
     hidden_size: int = 768
@@ -92,21 +110,6 @@ class BigBirdConfig(PreTrainedConfig):
             raise ValueError(
                 f"attention_backend must be one of 'auto', 'gather', 'dense', 'flex', got {self.attention_backend!r}."
             )
-
-    @classmethod
-    def from_dict(cls, config_dict, **kwargs):
-        # A transformers BigBird config.json (model_type "big_bird") has a subset of our fields:
-        # take it as ours so `from_pretrained(folder)` needs no manual step.
-        if config_dict.get("model_type") == REFERENCE_MODEL_TYPE:
-            config_dict = {**config_dict, "model_type": cls.model_type}
-        return super().from_dict(config_dict, **kwargs)
-
-    @classmethod
-    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
-        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
-        if config_dict.get("model_type") == REFERENCE_MODEL_TYPE:
-            config_dict["model_type"] = cls.model_type
-        return config_dict, kwargs
 
 
 def _divisor_near(n: int, k: int) -> int:

@@ -3,14 +3,11 @@
 from huggingface_hub.dataclasses import strict
 from transformers import BigBirdPegasusConfig as ReferenceBigBirdPegasusConfig
 
-from .configuration_longbird_bigbird import BigBirdConfig
-
-#: model_type of transformers' own BigBirdPegasus; folders written by it load into our classes.
-REFERENCE_MODEL_TYPE = "bigbird_pegasus"
+from .configuration_longbird_bigbird import AcceptsReferenceConfig, BigBirdConfig
 
 
 @strict
-class BigBirdPegasusConfig(ReferenceBigBirdPegasusConfig):
+class BigBirdPegasusConfig(AcceptsReferenceConfig, ReferenceBigBirdPegasusConfig):
     r"""Configuration of a longbird BigBird-Pegasus encoder-decoder.
 
     Every field of transformers' `BigBirdPegasusConfig` keeps its name, default and meaning, so a
@@ -28,6 +25,7 @@ class BigBirdPegasusConfig(ReferenceBigBirdPegasusConfig):
     """
 
     model_type = "longbird_bigbird_pegasus"
+    reference_model_type = "bigbird_pegasus"  # transformers' own BigBirdPegasus
 
     num_global_tokens: int = 0
     window_blocks: int = 3
@@ -45,17 +43,3 @@ class BigBirdPegasusConfig(ReferenceBigBirdPegasusConfig):
         BigBirdConfig.check(self)
         if self.encoder_type not in ("bigbird", "etc"):
             raise ValueError(f"encoder_type must be 'bigbird' or 'etc', got {self.encoder_type!r}.")
-
-    @classmethod
-    def from_dict(cls, config_dict, **kwargs):
-        # A transformers BigBirdPegasus config.json (model_type "bigbird_pegasus") is ours.
-        if config_dict.get("model_type") == REFERENCE_MODEL_TYPE:
-            config_dict = {**config_dict, "model_type": cls.model_type}
-        return super().from_dict(config_dict, **kwargs)
-
-    @classmethod
-    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
-        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
-        if config_dict.get("model_type") == REFERENCE_MODEL_TYPE:
-            config_dict["model_type"] = cls.model_type
-        return config_dict, kwargs
