@@ -377,7 +377,7 @@ class BigBirdModel(BigBirdPreTrainedModel):
             if output_hidden_states:
                 all_hidden += (layout.strip(hidden),)
             if output_attentions:
-                all_attentions += (_strip_attention(weights, layout),)
+                all_attentions += (strip_attention(weights, layout),)
 
         sequence_output = layout.strip(hidden)
         global_output = hidden[:, : layout.num_global] if layout.num_global else None
@@ -446,7 +446,7 @@ def layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, hidden:
     return graphs, None
 
 
-def _strip_attention(weights: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+def strip_attention(weights: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
     """Drop block padding (and the padding after extra global tokens) from attention weights."""
     g = layout.num_prefix
     keep = list(range(layout.num_global)) + list(range(g, g + layout.seq_len))

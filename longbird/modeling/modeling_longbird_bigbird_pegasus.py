@@ -28,6 +28,7 @@ from .modeling_longbird_bigbird import (
     check_inputs,
     layer_graphs,
     make_layout,
+    strip_attention,
     sparse_pattern,
     to_internal,
 )
@@ -87,6 +88,8 @@ class BigBirdPegasusEncoder(nn.Module):
         )
         self.layers = nn.ModuleList([BigBirdPegasusEncoderLayer(config, i) for i in range(config.encoder_layers)])
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
+        if config.num_global_tokens:  # BigBird-ETC: extra learned global tokens in front
+            self.global_token_embeddings = nn.Embedding(config.num_global_tokens, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
         self.sparse_pattern = sparse_pattern(config)
         self.gradient_checkpointing = False
@@ -102,6 +105,8 @@ class BigBirdPegasusEncoder(nn.Module):
         **kwargs,
     ) -> BaseModelOutput:
         config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         batch, seq_len, device = check_inputs(config, input_ids, inputs_embeds, attention_mask, None, None, None)
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq_len, dtype=torch.long, device=device)
@@ -110,7 +115,10 @@ class BigBirdPegasusEncoder(nn.Module):
         hidden = self.dropout(inputs_embeds + self.embed_positions((batch, seq_len)).to(inputs_embeds.dtype))
 
         layout = make_layout(config, attention_mask, None)
-        hidden = to_internal(hidden, layout, None)
+        global_embeds = None
+        if config.num_global_tokens:
+            global_embeds = self.dropout(self.global_token_embeddings.weight).unsqueeze(0).expand(batch, -1, -1)
+        hidden = to_internal(hidden, layout, global_embeds)
         graphs, full_mask = layer_graphs(config, self.sparse_pattern, layout, hidden)
         all_hidden = (layout.strip(hidden),) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -119,8 +127,10 @@ class BigBirdPegasusEncoder(nn.Module):
             if output_hidden_states:
                 all_hidden += (layout.strip(hidden),)
             if output_attentions:
-                all_attentions += (weights,)
+                all_attentions += (strip_attention(weights, layout),)
         hidden = self.layernorm_embedding(layout.strip(hidden))
+        if output_hidden_states:  # like transformers: the last entry is the final (normalised) output
+            all_hidden = all_hidden[:-1] + (hidden,)
         return BaseModelOutput(last_hidden_state=hidden, hidden_states=all_hidden, attentions=all_attentions)
 
 
@@ -131,6 +141,7 @@ class EtcPegasusEncoder(nn.Module):
 
     def __init__(self, config: BigBirdPegasusConfig):
         super().__init__()
+        self.config = config
         etc_fields = dict(config.etc_config or {})
         self.etc = EtcModel(
             EtcConfig(
@@ -186,8 +197,9 @@ class EtcPegasusEncoder(nn.Module):
             long_breakpoints=long_breakpoints,
             global_breakpoints=global_breakpoints,
             sentence_ids=sentence_ids,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            # the Pegasus config's flags, not the inner EtcConfig's
+            output_attentions=self.config.output_attentions if output_attentions is None else output_attentions,
+            output_hidden_states=self.config.output_hidden_states if output_hidden_states is None else output_hidden_states,
         )
         return BaseModelOutput(
             last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states, attentions=out.attentions
@@ -245,6 +257,9 @@ def _checked(forward):
 
     @functools.wraps(forward)
     def checked_forward(self, *args, **kwargs):
+        if self.config.encoder_type != "etc":
+            # tokenizers often return token_type_ids; Pegasus has no token types, so they mean nothing
+            kwargs.pop("token_type_ids", None)
         structure = {name: kwargs.pop(name) for name in ETC_ENCODER_INPUTS if kwargs.get(name) is not None}
         kwargs = {k: v for k, v in kwargs.items() if k not in ETC_ENCODER_INPUTS}
         arguments = signature.bind(self, *args, **kwargs).arguments
