@@ -14,6 +14,8 @@ from transformers import (
     AutoModelForTokenClassification,
 )
 
+from transformers.pipelines import PIPELINE_REGISTRY
+
 from .configuration import BigBirdConfig, BigBirdPegasusConfig, EtcConfig
 from .modeling import (
     BigBirdForMaskedLM,
@@ -32,6 +34,8 @@ from .modeling import (
     EtcForTokenClassification,
     EtcModel,
 )
+from .modeling.pipeline_longbird_question_answering import LongQuestionAnsweringPipeline
+from .modeling.pipeline_longbird_summarization import LongSummarizationPipeline
 
 __version__ = "0.1.0"
 
@@ -61,11 +65,20 @@ _AUTO_CLASSES = {
 }
 
 
+#: in-process pipelines (transformers 5 removed `question-answering` and `summarization`)
+PIPELINES = {
+    "long-question-answering": (LongQuestionAnsweringPipeline, AutoModelForQuestionAnswering),
+    "long-summarization": (LongSummarizationPipeline, AutoModelForSeq2SeqLM),
+}
+
+
 def _register() -> None:
     for config, pairs in _AUTO_CLASSES.items():
         AutoConfig.register(config.model_type, config, exist_ok=True)
         for auto, model in pairs:
             auto.register(config, model, exist_ok=True)
+    for task, (pipeline_class, auto) in PIPELINES.items():
+        PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=pipeline_class, pt_model=auto, type="text")
 
 
 _register()
@@ -89,4 +102,6 @@ __all__ = [
     "EtcForSequenceClassification",
     "EtcForTokenClassification",
     "EtcForQuestionAnswering",
+    "LongQuestionAnsweringPipeline",
+    "LongSummarizationPipeline",
 ]

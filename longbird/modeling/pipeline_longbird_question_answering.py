@@ -1,0 +1,171 @@
+"""Extractive question answering over long contexts, as a transformers pipeline.
+
+transformers 5 removed its `question-answering` pipeline; this one brings it back for long
+inputs: the context is split into windows of `max_seq_len` tokens (by default the model's whole
+length, so a long-sequence model usually needs one window) overlapping by `doc_stride`, and the
+best span over all windows is returned with character offsets into the context.
+
+Only transformers, torch and numpy are imported, so the file also works as Hub remote code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers.pipelines.base import ChunkPipeline
+
+
+class LongQuestionAnsweringPipeline(ChunkPipeline):
+    """`pipeline("long-question-answering", model=..., tokenizer=...)` after `import longbird`.
+
+    Call with `question=` and `context=` (strings, or lists of equal length for a batch), or with
+    dicts `{"question": ..., "context": ...}`. Options: `top_k` (answers per question, default 1),
+    `max_answer_len` (tokens, default 30), `doc_stride` (overlap of windows, default 128),
+    `max_seq_len` (tokens per window; default the model's maximum), `handle_impossible_answer`
+    (allow the empty answer, scored from the first token, `[CLS]`).
+
+    Returns per question `{"score", "start", "end", "answer"}` (a list of `top_k` of them when
+    `top_k > 1`); `start`/`end` are character offsets into the context.
+    """
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        name = type(self.model).__name__
+        if "ForQuestionAnswering" not in name:
+            raise ValueError(
+                f"long-question-answering needs a question-answering model (start/end logits), got {name}; "
+                f"load the checkpoint with AutoModelForQuestionAnswering or pass a *ForQuestionAnswering model."
+            )
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError("long-question-answering needs a fast tokenizer (character offsets); load it with use_fast=True.")
+
+    def _sanitize_parameters(
+        self, top_k=None, max_answer_len=None, doc_stride=None, max_seq_len=None, handle_impossible_answer=None, **kwargs
+    ):
+        preprocess = {k: v for k, v in dict(doc_stride=doc_stride, max_seq_len=max_seq_len).items() if v is not None}
+        postprocess = dict(top_k=top_k, max_answer_len=max_answer_len, handle_impossible_answer=handle_impossible_answer)
+        postprocess = {k: v for k, v in postprocess.items() if v is not None}
+        for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}.")
+        return preprocess, {}, postprocess
+
+    def __call__(self, *args, question=None, context=None, **kwargs):
+        if args:
+            inputs = args[0]
+        elif question is not None and context is not None:
+            if isinstance(question, str) and isinstance(context, str):
+                inputs = {"question": question, "context": context}
+            else:
+                if isinstance(context, str):
+                    context = [context] * len(question)
+                if isinstance(question, str) or len(question) != len(context):
+                    raise ValueError("Pass as many contexts as questions (or one context for all of them).")
+                inputs = [{"question": q, "context": c} for q, c in zip(question, context)]
+        else:
+            raise ValueError("Pass question= and context= (or dicts with those keys).")
+        return super().__call__(inputs, **kwargs)
+
+    def preprocess(self, example, doc_stride: int = 128, max_seq_len: int | None = None):
+        question, context = _question_and_context(example)
+        if max_seq_len is None:
+            limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+            max_seq_len = min(x for x in limits if isinstance(x, int) and x > 0)
+        question_tokens = len(self.tokenizer(question, add_special_tokens=False)["input_ids"])
+        if question_tokens + 4 + doc_stride >= max_seq_len:
+            raise ValueError(
+                f"The question ({question_tokens} tokens) plus doc_stride ({doc_stride}) leaves no room for the "
+                f"context in windows of max_seq_len={max_seq_len} tokens; lower doc_stride or raise max_seq_len."
+            )
+        encoded = self.tokenizer(
+            question,
+            context,
+            truncation="only_second",
+            max_length=max_seq_len,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        windows = len(encoded["input_ids"])
+        for i in range(windows):
+            model_inputs = {
+                name: torch.tensor([encoded[name][i]])
+                for name in self.tokenizer.model_input_names
+                if name in encoded
+            }
+            yield {
+                **model_inputs,
+                "offsets": encoded["offset_mapping"][i],
+                "sequence_ids": encoded.sequence_ids(i),
+                "context": context,
+                "is_last": i == windows - 1,
+            }
+
+    def _forward(self, inputs):
+        extras = {k: inputs.pop(k) for k in ("offsets", "sequence_ids", "context", "is_last")}
+        out = self.model(**inputs)
+        return {"start_logits": out.start_logits, "end_logits": out.end_logits, **extras}
+
+    def postprocess(self, outputs, top_k: int = 1, max_answer_len: int = 30, handle_impossible_answer: bool = False):
+        answers, best_null = [], None
+        for window in outputs:
+            is_context = np.array([s == 1 for s in window["sequence_ids"]])
+            start = window["start_logits"][0].float().numpy()
+            end = window["end_logits"][0].float().numpy()
+            allowed = is_context.copy()
+            allowed[0] = True  # [CLS]: the empty answer, normalised with the spans
+            start_lp, end_lp = _log_softmax(start, allowed), _log_softmax(end, allowed)
+            null = float(np.exp(start_lp[0] + end_lp[0]))
+            best_null = null if best_null is None else min(best_null, null)
+            answers += _best_spans(start_lp, end_lp, is_context, window["offsets"], window["context"], top_k, max_answer_len)
+        unique = {}
+        for answer in sorted(answers, key=lambda a: -a["score"]):
+            unique.setdefault((answer["start"], answer["end"]), answer)
+        ranked = list(unique.values())
+        if handle_impossible_answer and best_null is not None:
+            ranked.append({"score": best_null, "start": 0, "end": 0, "answer": ""})
+            ranked.sort(key=lambda a: -a["score"])
+        ranked = ranked[:top_k]
+        return ranked[0] if top_k == 1 and ranked else ranked
+
+
+def _question_and_context(example) -> tuple[str, str]:
+    if not isinstance(example, dict) or "question" not in example or "context" not in example:
+        raise ValueError(f"Each input needs 'question' and 'context', got {type(example).__name__}.")
+    question, context = example["question"], example["context"]
+    for name, value in (("question", question), ("context", context)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"`{name}` must be a non-empty string, got {value!r:.60}.")
+    return question, context
+
+
+def _log_softmax(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    masked = np.where(allowed, logits, -np.inf)
+    top = masked.max()
+    return masked - top - np.log(np.exp(masked - top).sum())
+
+
+def _best_spans(start_lp, end_lp, is_context, offsets, context, top_k, max_answer_len, candidates=20) -> list[dict]:
+    """The best `start <= end < start + max_answer_len` spans inside the context; only the top
+    `candidates` starts and ends are paired, so a 4,096-token window costs 20 x 20, not n x n."""
+    positions = np.flatnonzero(is_context)
+    if len(positions) == 0:
+        return []
+    starts = positions[np.argsort(-start_lp[positions])[:candidates]]
+    ends = positions[np.argsort(-end_lp[positions])[:candidates]]
+    spans = []
+    for s in starts:
+        for e in ends:
+            if s <= e < s + max_answer_len:
+                spans.append((float(np.exp(start_lp[s] + end_lp[e])), int(s), int(e)))
+    spans.sort(reverse=True)
+    out = []
+    for score, s, e in spans[: max(top_k, 1) * 4]:
+        char_start, char_end = offsets[s][0], offsets[e][1]
+        out.append({"score": score, "start": char_start, "end": char_end, "answer": context[char_start:char_end]})
+    return out
