@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from longbird.modeling.longbird_attention_executors import (
@@ -80,7 +80,7 @@ def tensors(b, h, n, m, d, vocab, gen, dtype=torch.float64):
     return q, k, v, qg, kg, vg, rel
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(1, 40),
     m=st.integers(1, 6),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from longbird.tokenization import train_tokenizer
@@ -238,7 +238,7 @@ def test_paragraph_spans():
     assert [text[s:e] for s, e in paragraph_spans(text)] == ["One. Two.", "Three", "Four\nstill four"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(list("ab AB3.!?\"')(\n-U\t") + ["e.g.", "Mr.", " \n\n ", "\u201c"]), max_size=60))
 def test_sentence_spans_partition_the_text(pieces):
     text = "".join(pieces)
