@@ -1,19 +1,13 @@
 """longbird: long-sequence transformers (BigBird, ETC, BigBird-Pegasus) on one sparse-attention core.
 
-`import longbird` registers every config and model with transformers' Auto classes.
+`import longbird` registers every config and model with transformers' Auto classes and the
+long-input pipelines with `pipeline()`. What is registered is listed once, in
+`longbird.modeling.remote_code` (saved checkpoints carry the same map as `auto_map`).
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForMaskedLM,
-    AutoModelForPreTraining,
-    AutoModelForQuestionAnswering,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
+import importlib
 
+import transformers
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import BigBirdConfig, BigBirdPegasusConfig, EtcConfig
@@ -36,49 +30,29 @@ from .modeling import (
 )
 from .modeling.pipeline_longbird_question_answering import LongQuestionAnsweringPipeline
 from .modeling.pipeline_longbird_summarization import LongSummarizationPipeline
+from .modeling.remote_code import AUTO_MAP, PIPELINES
 
 __version__ = "0.1.0"
 
 
-_AUTO_CLASSES = {
-    BigBirdConfig: (
-        (AutoModel, BigBirdModel),
-        (AutoModelForMaskedLM, BigBirdForMaskedLM),
-        (AutoModelForSequenceClassification, BigBirdForSequenceClassification),
-        (AutoModelForTokenClassification, BigBirdForTokenClassification),
-        (AutoModelForQuestionAnswering, BigBirdForQuestionAnswering),
-    ),
-    BigBirdPegasusConfig: (
-        (AutoModel, BigBirdPegasusModel),
-        (AutoModelForSeq2SeqLM, BigBirdPegasusForConditionalGeneration),
-        (AutoModelForSequenceClassification, BigBirdPegasusForSequenceClassification),
-        (AutoModelForQuestionAnswering, BigBirdPegasusForQuestionAnswering),
-    ),
-    EtcConfig: (
-        (AutoModel, EtcModel),
-        (AutoModelForMaskedLM, EtcForMaskedLM),
-        (AutoModelForPreTraining, EtcForPreTraining),
-        (AutoModelForSequenceClassification, EtcForSequenceClassification),
-        (AutoModelForTokenClassification, EtcForTokenClassification),
-        (AutoModelForQuestionAnswering, EtcForQuestionAnswering),
-    ),
-}
-
-
-#: in-process pipelines (transformers 5 removed `question-answering` and `summarization`)
-PIPELINES = {
-    "long-question-answering": (LongQuestionAnsweringPipeline, AutoModelForQuestionAnswering),
-    "long-summarization": (LongSummarizationPipeline, AutoModelForSeq2SeqLM),
-}
+def _resolve(path: str):
+    """"module.Class" of the flat map -> the class in this package."""
+    module, name = path.split(".")
+    package = "configuration" if module.startswith("configuration_") else "modeling"
+    return getattr(importlib.import_module(f"{__name__}.{package}.{module}"), name)
 
 
 def _register() -> None:
-    for config, pairs in _AUTO_CLASSES.items():
-        AutoConfig.register(config.model_type, config, exist_ok=True)
-        for auto, model in pairs:
-            auto.register(config, model, exist_ok=True)
-    for task, (pipeline_class, auto) in PIPELINES.items():
-        PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=pipeline_class, pt_model=auto, type="text")
+    for model_type, entries in AUTO_MAP.items():
+        config = _resolve(entries["AutoConfig"])
+        transformers.AutoConfig.register(model_type, config, exist_ok=True)
+        for auto, path in entries.items():
+            if auto != "AutoConfig":
+                getattr(transformers, auto).register(config, _resolve(path), exist_ok=True)
+    for task, (path, auto) in PIPELINES.items():
+        PIPELINE_REGISTRY.register_pipeline(
+            task, pipeline_class=_resolve(path), pt_model=getattr(transformers, auto), type="text"
+        )
 
 
 _register()

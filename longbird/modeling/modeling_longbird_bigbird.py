@@ -28,6 +28,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
+from .remote_code import RemoteCodeMixin
 from ..configuration.configuration_longbird_bigbird import BigBirdConfig
 from .longbird_attention_executors import run_attention
 from .longbird_attention_graph import BlockGraph, SparsePattern, build_block_graph
@@ -285,7 +286,7 @@ class BigBirdModelOutput(BaseModelOutputWithPooling):
     global_last_hidden_state: torch.Tensor | None = None
 
 
-class BigBirdPreTrainedModel(PreTrainedModel):
+class BigBirdPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
     config: BigBirdConfig
     config_class = BigBirdConfig
     base_model_prefix = "bert"

@@ -20,6 +20,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.bigbird_pegasus import modeling_bigbird_pegasus as reference
 
+from .remote_code import RemoteCodeMixin
 from ..configuration.configuration_longbird_bigbird_pegasus import BigBirdPegasusConfig
 from ..configuration.configuration_longbird_etc import EtcConfig
 from .modeling_longbird_bigbird import (
@@ -284,7 +285,7 @@ def _checked(forward):
     return checked_forward
 
 
-class BigBirdPegasusPreTrainedModel(reference.BigBirdPegasusPreTrainedModel):
+class BigBirdPegasusPreTrainedModel(RemoteCodeMixin, reference.BigBirdPegasusPreTrainedModel):
     config: BigBirdPegasusConfig
     config_class = BigBirdPegasusConfig
 

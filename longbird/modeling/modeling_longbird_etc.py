@@ -31,6 +31,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import ModelOutput
 
+from .remote_code import RemoteCodeMixin
 from ..configuration.configuration_longbird_etc import EtcConfig
 from .longbird_attention_executors import RelativeLogits, global_local_attention, global_side_attention
 from .longbird_global_local_graph import (
@@ -419,7 +420,7 @@ class EtcModelOutput(ModelOutput):
     global_attentions: tuple[torch.Tensor, ...] | None = None
 
 
-class EtcPreTrainedModel(PreTrainedModel):
+class EtcPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
     config: EtcConfig
     config_class = EtcConfig
     base_model_prefix = "etc"
