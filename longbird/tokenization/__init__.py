@@ -4,11 +4,12 @@
 
 from .etc_featurizer import EtcDataCollator, EtcFeaturizer, sentence_spans, split_sentences
 from .etc_pretraining import EtcPretrainingCollator
-from .train import BIGBIRD_SPECIAL_TOKENS, train_tokenizer
+from .train import BIGBIRD_SPECIAL_TOKENS, train_dna_tokenizer, train_tokenizer
 
 __all__ = [
     "BIGBIRD_SPECIAL_TOKENS",
     "train_tokenizer",
+    "train_dna_tokenizer",
     "EtcFeaturizer",
     "EtcDataCollator",
     "EtcPretrainingCollator",

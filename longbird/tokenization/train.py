@@ -1,4 +1,5 @@
-"""Train a fast tokenizer (WordPiece or SentencePiece-style Unigram) from text."""
+"""Train a fast tokenizer (WordPiece, SentencePiece-style Unigram or byte-level BPE) from text, or
+a BPE tokenizer for DNA."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ BIGBIRD_SPECIAL_TOKENS = {
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, kind: str = "wordpiece") -> PreTrainedTokenizerFast:
     """Train a tokenizer on `texts` and wrap it for transformers.
 
-    `kind="wordpiece"` (BERT/BigBird-style, lower-cased) or `"unigram"` (SentencePiece-style, cased,
-    whitespace kept as "▁"). The result adds `[CLS] a [SEP] (b [SEP])` and token type ids, so
-    question/context pairs come out the way BigBird's QA head expects.
+    `kind="wordpiece"` (BERT/BigBird-style, lower-cased), `"unigram"` (SentencePiece-style, cased,
+    whitespace kept as "▁") or `"bpe"` (byte-level BPE, cased, no unknown tokens). The result adds
+    `[CLS] a [SEP] (b [SEP])` and token type ids, so question/context pairs come out the way
+    BigBird's QA head expects.
     """
     if vocab_size < 10:
         raise ValueError(f"vocab_size must be at least 10 (special tokens included), got {vocab_size}.")
@@ -39,8 +41,41 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, kind: str = "w
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
         tokenizer.decoder = decoders.Metaspace()
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="[UNK]")
+    elif kind == "bpe":
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        )
     else:
-        raise ValueError(f"kind must be 'wordpiece' or 'unigram', got {kind!r}.")
+        raise ValueError(f"kind must be 'wordpiece', 'unigram' or 'bpe', got {kind!r}.")
+    return _finish(tokenizer, texts, trainer)
+
+
+def train_dna_tokenizer(sequences: Iterable[str], vocab_size: int = 4096) -> PreTrainedTokenizerFast:
+    """A BPE tokenizer for DNA, like BigBird's genomics setup (BPE over the raw sequence, so tokens
+    are variable-length k-mers; BigBird used 32k tokens of ~8.8 bp on the human genome).
+
+    Sequences are upper-cased, never split at whitespace or punctuation (a sequence is one word
+    to BPE), and decode back to the exact (upper-cased) sequence. Characters outside the training
+    alphabet (e.g. IUPAC codes other than N) become `[UNK]`.
+    """
+    if vocab_size < 10:
+        raise ValueError(f"vocab_size must be at least 10 (special tokens included), got {vocab_size}.")
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.Replace(base.lower(), base) for base in "ACGTN"] + [normalizers.Strip()]
+    )
+    tokenizer.decoder = decoders.Fuse()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(BIGBIRD_SPECIAL_TOKENS.values()), initial_alphabet=list("ACGTN")
+    )
+    return _finish(tokenizer, sequences, trainer)
+
+
+def _finish(tokenizer: Tokenizer, texts: Iterable[str], trainer) -> PreTrainedTokenizerFast:
+    """Train, add BigBird's `[CLS] a [SEP] (b [SEP])` template and wrap for transformers."""
     tokenizer.train_from_iterator(texts, trainer=trainer)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
