@@ -53,6 +53,7 @@ def test_dna_tokenizer_learns_kmers_and_round_trips():
     assert tok.decode(ids) == held_out.upper()  # exact, case-normalised round trip
     assert tok.unk_token_id not in ids
     bases_per_token = len(held_out) / len(ids)
+    print(f"DNA BPE, 1,000 tokens: {bases_per_token:.1f} bp per token on a held-out promoter")
     assert bases_per_token > 3, f"BPE should merge bases into k-mers, got {bases_per_token:.2f} bp per token"
     enc = tok(held_out)
     assert enc["input_ids"][0] == tok.cls_token_id and enc["input_ids"][-1] == tok.sep_token_id
