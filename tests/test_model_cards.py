@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-CARDS = Path(__file__).resolve().parent.parent / "model_cards"
+CARDS = Path(__file__).resolve().parent.parent / "longbird" / "model_cards"
 
 
 def card_data(task_type: str) -> ModelCardData:

@@ -109,7 +109,7 @@ def test_generate_and_pipelines_from_remote_code(tmp_path):
     got = run_without_longbird(tmp_path, tmp_path / "saved", "AutoModelForSeq2SeqLM", inputs)
     assert torch.equal(got["sequences"], expected)
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
-    assert set(config["custom_pipelines"]) == {"long-summarization", "summarization"}
+    assert set(config["custom_pipelines"]) == {"summarization"}
 
 
 def test_removed_task_names_work_again_with_remote_code(tmp_path):

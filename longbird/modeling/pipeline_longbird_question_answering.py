@@ -3,16 +3,36 @@
 transformers 5 removed its `question-answering` pipeline; this one brings it back for long
 inputs: the context is split into windows of `max_seq_len` tokens (by default the model's whole
 length, so a long-sequence model usually needs one window) overlapping by `doc_stride`, and the
-best span over all windows is returned with character offsets into the context.
+best span over all windows is returned with character offsets into the context. ETC models read
+`[CLS] question [SEP] context` with one global token per sentence (and one for the question),
+made by `EtcFeaturizer`; a context too long for one row continues in further rows at sentence
+boundaries.
 
-Only transformers, torch and numpy are imported, so the file also works as Hub remote code.
+`select_answers` is the span selection itself (per window: log-softmax over the context tokens
+and `[CLS]`, the best start/end pairs, then the best over all windows); the question-answering
+Trainer recipe uses it too.
+
+Only transformers, torch, numpy and the sibling `etc_featurizer` module are imported, so the
+file also works as Hub remote code (the flat folder holds `etc_featurizer.py` beside it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 import torch
 from transformers.pipelines.base import ChunkPipeline
+
+from ..tokenization.etc_featurizer import EtcFeaturizer
+
+#: the inputs of an ETC model that EtcFeaturizer makes
+ETC_INPUT_NAMES = (
+    "input_ids", "attention_mask", "token_type_ids", "global_input_ids", "global_attention_mask",
+    "global_token_type_ids", "long_breakpoints", "global_breakpoints", "sentence_ids",
+)
+#: ETC rows have no positional limit; without one from the tokenizer, rows hold this many tokens
+ETC_DEFAULT_MAX_SEQ_LEN = 4096
 
 
 class LongQuestionAnsweringPipeline(ChunkPipeline):
@@ -22,7 +42,9 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
     dicts `{"question": ..., "context": ...}`. Options: `top_k` (answers per question, default 1),
     `max_answer_len` (tokens, default 30), `doc_stride` (overlap of windows, default 128),
     `max_seq_len` (tokens per window; default the model's maximum), `handle_impossible_answer`
-    (allow the empty answer, scored from the first token, `[CLS]`).
+    (allow the empty answer, scored from the first token, `[CLS]`). ETC models split a long
+    context at sentence boundaries instead (`doc_stride` does not apply) and take
+    `max_global_len` (global tokens per row, default 256).
 
     Returns per question `{"score", "start", "end", "answer"}` (a list of `top_k` of them when
     `top_k > 1`); `start`/`end` are character offsets into the context.
@@ -45,10 +67,12 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
             raise ValueError("long-question-answering needs a fast tokenizer (character offsets); load it with use_fast=True.")
 
     def _sanitize_parameters(
-        self, top_k=None, max_answer_len=None, doc_stride=None, max_seq_len=None, handle_impossible_answer=None, **kwargs
+        self, top_k=None, max_answer_len=None, doc_stride=None, max_seq_len=None, handle_impossible_answer=None,
+        max_global_len=None, **kwargs
     ):
-        preprocess = {k: v for k, v in dict(doc_stride=doc_stride, max_seq_len=max_seq_len).items() if v is not None}
-        postprocess = dict(top_k=top_k, max_answer_len=max_answer_len, handle_impossible_answer=handle_impossible_answer)
+        preprocess = {"doc_stride": doc_stride, "max_seq_len": max_seq_len, "max_global_len": max_global_len}
+        preprocess = {k: v for k, v in preprocess.items() if v is not None}
+        postprocess = {"top_k": top_k, "max_answer_len": max_answer_len, "handle_impossible_answer": handle_impossible_answer}
         postprocess = {k: v for k, v in postprocess.items() if v is not None}
         for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
             if value is not None and value < 1:
@@ -71,11 +95,16 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
             raise ValueError("Pass question= and context= (or dicts with those keys).")
         return super().__call__(inputs, **kwargs)
 
-    def preprocess(self, example, doc_stride: int = 128, max_seq_len: int | None = None):
+    def preprocess(self, example, doc_stride: int = 128, max_seq_len: int | None = None, max_global_len: int = 256):
         question, context = _question_and_context(example)
+        is_etc = getattr(self.model.config, "model_type", None) == "longbird_etc"
         if max_seq_len is None:
             limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
-            max_seq_len = min(x for x in limits if isinstance(x, int) and x > 0)
+            limits = [x for x in limits if isinstance(x, int) and 0 < x < 1_000_000]  # not the "unknown" 1e30
+            max_seq_len = min(limits) if limits else ETC_DEFAULT_MAX_SEQ_LEN
+        if is_etc:
+            yield from self._etc_windows(question, context, max_seq_len, max_global_len)
+            return
         question_tokens = len(self.tokenizer(question, add_special_tokens=False)["input_ids"])
         if question_tokens + 4 + doc_stride >= max_seq_len:
             raise ValueError(
@@ -106,32 +135,84 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
                 "is_last": i == windows - 1,
             }
 
+    def _etc_windows(self, question: str, context: str, max_seq_len: int, max_global_len: int):
+        """ETC rows: `[CLS] question [SEP] context`, one global token per sentence (token type 1
+        marks the context, whose tokens are the answer candidates)."""
+        config = self.model.config
+        featurizer = EtcFeaturizer(
+            self.tokenizer, max_length=max_seq_len, max_global_length=max_global_len,
+            global_token_id=getattr(config, "global_token_id", 1),
+            question_global_token_id=getattr(config, "question_global_token_id", 3),
+            return_offsets_mapping=True,
+        )
+        rows = featurizer([context], [question])
+        windows = len(rows["input_ids"])
+        for i in range(windows):
+            yield {
+                **{name: torch.tensor([rows[name][i]]) for name in ETC_INPUT_NAMES},
+                "offsets": [tuple(o) for o in rows["offset_mapping"][i]],
+                "sequence_ids": [1 if t == 1 else 0 for t in rows["token_type_ids"][i]],
+                "context": context,
+                "is_last": i == windows - 1,
+            }
+
     def _forward(self, inputs):
         extras = {k: inputs.pop(k) for k in ("offsets", "sequence_ids", "context", "is_last")}
         out = self.model(**inputs)
         return {"start_logits": out.start_logits, "end_logits": out.end_logits, **extras}
 
     def postprocess(self, outputs, top_k: int = 1, max_answer_len: int = 30, handle_impossible_answer: bool = False):
-        answers, best_null = [], None
-        for window in outputs:
-            is_context = np.array([s == 1 for s in window["sequence_ids"]])
-            start = window["start_logits"][0].float().numpy()
-            end = window["end_logits"][0].float().numpy()
-            allowed = is_context.copy()
-            allowed[0] = True  # [CLS]: the empty answer, normalised with the spans
-            start_lp, end_lp = _log_softmax(start, allowed), _log_softmax(end, allowed)
-            null = float(np.exp(start_lp[0] + end_lp[0]))
-            best_null = null if best_null is None else min(best_null, null)
-            answers += _best_spans(start_lp, end_lp, is_context, window["offsets"], window["context"], top_k, max_answer_len)
-        unique = {}
-        for answer in sorted(answers, key=lambda a: -a["score"]):
-            unique.setdefault((answer["start"], answer["end"]), answer)
-        ranked = list(unique.values())
-        if handle_impossible_answer and best_null is not None:
-            ranked.append({"score": best_null, "start": 0, "end": 0, "answer": ""})
-            ranked.sort(key=lambda a: -a["score"])
-        ranked = ranked[:top_k]
+        windows = (
+            (
+                window["start_logits"][0].float().numpy(),
+                window["end_logits"][0].float().numpy(),
+                [s == 1 for s in window["sequence_ids"]],
+                window["offsets"],
+            )
+            for window in outputs
+        )
+        ranked = select_answers(windows, outputs[0]["context"], top_k, max_answer_len, handle_impossible_answer)
         return ranked[0] if top_k == 1 and ranked else ranked
+
+
+def select_answers(
+    windows: Iterable[tuple[Sequence[float], Sequence[float], Sequence[bool], Sequence[tuple[int, int]]]],
+    context: str,
+    top_k: int = 1,
+    max_answer_len: int = 30,
+    handle_impossible_answer: bool = False,
+) -> list[dict]:
+    """The `top_k` best answers to one question over all its windows, best first.
+
+    Each window is `(start_logits, end_logits, is_context, offsets)` over its tokens: `is_context`
+    marks the tokens an answer may use, `offsets` are their `(start, end)` character spans in
+    `context`; logits longer than `offsets` (batch padding) are cut. Token 0 is `[CLS]`, the
+    empty answer. Per window the logits are log-softmaxed over the context tokens and `[CLS]`;
+    a span scores `p(start) * p(end)`, `start <= end < start + max_answer_len`. With
+    `handle_impossible_answer` the empty answer competes with the score of the window that
+    most believes in an answer (the lowest `[CLS]` score). Returns dicts
+    `{"score", "start", "end", "answer"}` (character offsets), duplicates merged.
+    """
+    answers, best_null = [], None
+    for start_logits, end_logits, is_context, offsets in windows:
+        n = len(offsets)
+        is_context = np.asarray(is_context, dtype=bool)[:n]
+        start = np.asarray(start_logits, dtype=np.float64)[:n]
+        end = np.asarray(end_logits, dtype=np.float64)[:n]
+        allowed = is_context.copy()
+        allowed[0] = True  # [CLS]: the empty answer, normalised with the spans
+        start_lp, end_lp = _log_softmax(start, allowed), _log_softmax(end, allowed)
+        null = float(np.exp(start_lp[0] + end_lp[0]))
+        best_null = null if best_null is None else min(best_null, null)
+        answers += _best_spans(start_lp, end_lp, is_context, offsets, context, top_k, max_answer_len)
+    unique = {}
+    for answer in sorted(answers, key=lambda a: -a["score"]):
+        unique.setdefault((answer["start"], answer["end"]), answer)
+    ranked = list(unique.values())
+    if handle_impossible_answer and best_null is not None:
+        ranked.append({"score": best_null, "start": 0, "end": 0, "answer": ""})
+        ranked.sort(key=lambda a: -a["score"])
+    return ranked[:top_k]
 
 
 def _question_and_context(example) -> tuple[str, str]:
@@ -166,6 +247,6 @@ def _best_spans(start_lp, end_lp, is_context, offsets, context, top_k, max_answe
     spans.sort(reverse=True)
     out = []
     for score, s, e in spans[: max(top_k, 1) * 4]:
-        char_start, char_end = offsets[s][0], offsets[e][1]
+        char_start, char_end = int(offsets[s][0]), int(offsets[e][1])
         out.append({"score": score, "start": char_start, "end": char_end, "answer": context[char_start:char_end]})
     return out

@@ -2,14 +2,15 @@
 
 `save_pretrained` (and so `push_to_hub`) of every longbird model writes, beside the weights, a
 flat folder of the modules a model needs (configs, the shared graph and executors, the models,
-the pipelines; imports rewritten to siblings, the layout transformers' remote code requires),
-an `auto_map` entry for the config and every head of its model type, and `custom_pipelines`, so
-that `AutoModelFor*.from_pretrained(folder, trust_remote_code=True)` and
+the pipelines and the ETC featurizer they use; imports rewritten to siblings, the layout
+transformers' remote code requires), an `auto_map` entry for the config and every head of its
+model type, and `custom_pipelines`, so that
+`AutoModelFor*.from_pretrained(folder, trust_remote_code=True)` and
 `pipeline("question-answering" | "summarization", model=folder, trust_remote_code=True)` work
 anywhere transformers does.
 
 This file is itself part of the exported folder: it finds the sources beside itself (in the
-package, the configs one folder up).
+package, the configs and the featurizer in the sibling folders configuration/ and tokenization/).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ PIPELINES = {
 }
 REMOVED_TASK_NAMES = {"long-question-answering": "question-answering", "long-summarization": "summarization"}
 
-#: the flat folder: every module a saved model may import (configs live one folder up in the package)
+#: the flat folder: every module a saved model may import (configs and the featurizer live in
+#: sibling packages)
 MODULES = (
     "configuration_longbird_bigbird",
     "configuration_longbird_etc",
@@ -68,20 +70,24 @@ MODULES = (
     "modeling_longbird_bigbird",
     "modeling_longbird_etc",
     "modeling_longbird_bigbird_pegasus",
+    "etc_featurizer",
     "pipeline_longbird_question_answering",
     "pipeline_longbird_summarization",
     "remote_code",
 )
-_PACKAGE_IMPORT = re.compile(r"^from \.\.configuration\.", flags=re.MULTILINE)
+#: the package folders beside modeling/ that MODULES come from; their imports become sibling imports
+_SIBLING_PACKAGES = ("configuration", "tokenization")
+_PACKAGE_IMPORT = re.compile(rf"^from \.\.(?:{'|'.join(_SIBLING_PACKAGES)})\.", flags=re.MULTILINE)
 
 
 def _source(module: str) -> str:
     here = Path(__file__).resolve().parent
-    for folder in (here, here.parent / "configuration"):
+    folders = (here, *(here.parent / package for package in _SIBLING_PACKAGES))
+    for folder in folders:
         path = folder / f"{module}.py"
         if path.exists():
             return _PACKAGE_IMPORT.sub("from .", path.read_text(encoding="utf-8"))
-    raise FileNotFoundError(f"{module}.py is neither in {here} nor in {here.parent / 'configuration'}")
+    raise FileNotFoundError(f"{module}.py is in none of {[str(f) for f in folders]}")
 
 
 def write_remote_code(folder: str | Path, model_type: str, model_class: str | None = None) -> None:
@@ -100,7 +106,9 @@ def write_remote_code(folder: str | Path, model_type: str, model_class: str | No
     for task, (implementation, auto) in PIPELINES.items():
         if auto in heads:
             entry = {"impl": implementation, "pt": [auto], "type": "text"}
-            pipelines[task] = pipelines[REMOVED_TASK_NAMES[task]] = entry
+            # only under transformers' removed names: a custom_pipelines entry makes pipeline() ask for
+            # trust_remote_code, and our own names already resolve once longbird is imported
+            pipelines[REMOVED_TASK_NAMES[task]] = entry
     if pipelines:
         config["custom_pipelines"] = pipelines
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,404 @@
+"""What every Trainer recipe shares: arguments, data files, tokenizer, model, metrics, the model card.
+
+A recipe module (question_answering, summarization, sequence_classification, pretraining) is
+`train(model_args, data_args, training_args) -> metrics` plus `main(argv)`; everything that is
+the same for all of them lives here, once:
+
+    model_args, data_args, training_args = parse_args(argv, TaskDataArguments)
+    splits = load_splits(data_args, required=["question", "context", "answers"])
+    tokenizer = load_tokenizer(model_args, texts=...)
+    model = load_model(AutoModelForQuestionAnswering, model_args, tokenizer, do_train=...)
+    trainer = Trainer(...)
+    metrics = train_and_evaluate(trainer, training_args, card=CardInfo(...))
+
+Launchers: `python -m longbird.tasks.<task> ...`, `longbird train <task> ...`,
+`torchrun --nproc_per_node N -m longbird.tasks.<task> ...` or `accelerate launch -m ...`.
+Trainer builds its own Accelerator from the launcher's environment; nothing here touches devices.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import evaluate
+import transformers
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, PreTrainedTokenizerBase, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+import longbird  # noqa: F401  (registers the Auto classes)
+from longbird.tokenization import train_dna_tokenizer, train_tokenizer
+
+MODEL_TYPES = ("longbird_bigbird", "longbird_etc", "longbird_bigbird_pegasus")
+TOKENIZER_KINDS = ("wordpiece", "unigram", "bpe", "dna")
+METRICS_DIR = Path(__file__).parent / "metrics"
+CARDS_DIR = Path(__file__).parent.parent / "model_cards"
+
+# file suffix -> `datasets` builder
+_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".txt": "text", ".tokens": "text",
+             ".text": "text", ".parquet": "parquet"}
+_COMPRESSION = (".gz", ".bz2", ".xz", ".zst")
+# config fields the card templates show (longbird/model_cards/*.md)
+_CARD_CONFIG_FIELDS = ("attention_type", "block_size", "window_blocks", "num_random_blocks", "local_radius",
+                       "relative_pos_max_distance", "num_tokens_per_block")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Checkpoint folder or Hub id to start from; leave out to train a new model."}
+    )
+    model_type: str = field(
+        default="longbird_bigbird",
+        metadata={"help": "Architecture of a new model (without --model_name_or_path).", "choices": MODEL_TYPES},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Config fields for a new model (or changes to a loaded one), e.g. "
+                          "'hidden_size=128,num_hidden_layers=2,block_size=16'."},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer folder or Hub id (default: the checkpoint's own)."}
+    )
+    train_tokenizer: str | None = field(
+        default=None,
+        metadata={"help": "Train a new tokenizer on the training data instead of loading one.",
+                  "choices": TOKENIZER_KINDS},
+    )
+    tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of --train_tokenizer."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow checkpoints that carry their own code."})
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(default=None, metadata={"help": "Training data (.json/.jsonl/.csv/.txt[.gz])."})
+    validation_file: str | None = field(default=None, metadata={"help": "Evaluation data, same formats."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation examples."})
+    max_seq_length: int = field(default=1024, metadata={"help": "Tokens per model input (longer inputs are cut or split)."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+
+
+def parse_args(
+    argv: list[str] | None, data_class: type = DataArguments, training_class: type = TrainingArguments
+) -> tuple[ModelArguments, Any, TrainingArguments]:
+    """`HfArgumentParser` over (ModelArguments, data_class, training_class); one .json/.yaml file
+    argument is read as a config file. Flags are those of `TrainingArguments` plus the task's."""
+    parser = HfArgumentParser((ModelArguments, data_class, training_class))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        parsed = parser.parse_json_file(argv[0])
+    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        parsed = parser.parse_yaml_file(argv[0])
+    else:
+        parsed = parser.parse_args_into_dataclasses(argv)
+    model_args, data_args, training_args = parsed
+    check_arguments(model_args, data_args, training_args)
+    return model_args, data_args, training_args
+
+
+def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> None:
+    """Reject argument combinations that would fail later, deep inside a run."""
+    if not (training_args.do_train or training_args.do_eval or getattr(training_args, "do_predict", False)):
+        raise ValueError("Nothing to do: pass --do_train and/or --do_eval.")
+    if training_args.do_train and not data_args.train_file:
+        raise ValueError("--do_train needs --train_file (a .json/.jsonl/.csv/.txt file).")
+    if training_args.do_eval and not data_args.validation_file:
+        raise ValueError("--do_eval needs --validation_file (a .json/.jsonl/.csv/.txt file).")
+    for name in ("train_file", "validation_file"):
+        path = getattr(data_args, name)
+        if path and not os.path.isfile(path):
+            raise ValueError(f"--{name} {path!r} does not exist.")
+    if model_args.model_name_or_path is None and model_args.tokenizer_name is None and model_args.train_tokenizer is None:
+        raise ValueError(
+            "A new model needs a tokenizer: pass --tokenizer_name (an existing tokenizer) or --train_tokenizer "
+            f"{{{','.join(TOKENIZER_KINDS)}}} (train one on --train_file), or start from --model_name_or_path."
+        )
+    if model_args.train_tokenizer and not data_args.train_file:
+        raise ValueError("--train_tokenizer trains on --train_file; pass one.")
+    if training_args.resume_from_checkpoint and training_args.resume_from_checkpoint.lower() not in ("latest", "true"):
+        if not os.path.isdir(training_args.resume_from_checkpoint):
+            raise ValueError(
+                f"--resume_from_checkpoint {training_args.resume_from_checkpoint!r} is not a folder; pass a "
+                "checkpoint-N folder, or 'latest' for the newest one in --output_dir."
+            )
+
+
+def load_splits(data_args: DataArguments, required: list[str], **builder_kwargs: Any) -> datasets.DatasetDict:
+    """Load --train_file/--validation_file with `datasets` and check the columns a task reads.
+
+    The builder follows the suffix (.json/.jsonl, .csv/.tsv, .txt/.tokens, .parquet; optionally
+    compressed). `required` columns missing from a file raise a ValueError naming the file, the
+    columns it has and the flag that picks another column.
+    """
+    files = {name: path for name, path in (("train", data_args.train_file), ("validation", data_args.validation_file))
+             if path}
+    splits = datasets.DatasetDict()
+    for split, path in files.items():
+        builder = data_builder(path)
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"{path} has no examples (the file is empty); it needs one example per line or row.")
+        kwargs = dict(builder_kwargs)
+        if path.rstrip("".join(_COMPRESSION)).endswith(".tsv"):
+            kwargs.setdefault("delimiter", "\t")
+        try:
+            splits[split] = datasets.load_dataset(builder, data_files={split: path}, split=split, **kwargs)
+        except ValueError as error:
+            if "corresponds to no data" in str(error):
+                raise ValueError(f"{path} has no examples; check the file.") from None
+            raise
+        except datasets.exceptions.DatasetGenerationError as error:
+            raise ValueError(f"{path} could not be read as {builder}: {error.__cause__ or error}. Check the file's "
+                             "format (JSON lines need one object per line).") from None
+        limit = data_args.max_train_samples if split == "train" else data_args.max_eval_samples
+        if limit is not None:
+            splits[split] = splits[split].select(range(min(limit, len(splits[split]))))
+        require_columns(splits[split], required, path, data_args)
+        if len(splits[split]) == 0:
+            raise ValueError(f"{path} has no examples; check the file (and --max_{split}_samples).")
+    return splits
+
+
+def data_builder(path: str) -> str:
+    """The `datasets` builder for a data file, by suffix."""
+    name = path.lower()
+    for suffix in _COMPRESSION:
+        name = name.removesuffix(suffix)
+    suffix = os.path.splitext(name)[1]
+    if suffix not in _BUILDERS:
+        raise ValueError(f"{path}: unknown data format {suffix!r}; use one of {sorted(_BUILDERS)} (optionally .gz).")
+    return _BUILDERS[suffix]
+
+
+def require_columns(dataset: datasets.Dataset, required: list[str], path: str, data_args: Any = None) -> None:
+    missing = [c for c in required if c not in dataset.column_names]
+    if missing:
+        flags = [f"--{name}" for name, value in vars(data_args or {}).items()
+                 if name.endswith("_column") and value in missing]
+        fix = f"pass {' / '.join(flags)} with your column's name" if flags else "name yours with the matching --*_column flag"
+        raise ValueError(
+            f"{path} has no column(s) {missing}; it has {dataset.column_names}. Rename the columns in the file, "
+            f"or {fix}."
+        )
+
+
+def require_nonempty(dataset: datasets.Dataset, what: str, fix: str) -> None:
+    """After preprocessing: an empty dataset means every example was dropped; say why."""
+    if len(dataset) == 0:
+        raise ValueError(f"No {what} left after preprocessing; {fix}")
+
+
+def load_tokenizer(model_args: ModelArguments, texts=None, training_args: TrainingArguments | None = None
+                   ) -> PreTrainedTokenizerBase:
+    """The checkpoint's (or --tokenizer_name's) tokenizer, or one trained on `texts` (an iterable of
+    strings from the training data) with --train_tokenizer.
+
+    With `training_args`, a trained tokenizer is made once: a resumed run loads the one saved with
+    its checkpoint, and under torchrun/accelerate rank 0 trains and saves it to --output_dir while the
+    other ranks wait and load it (tokenizer training is not deterministic: ranks must share ids).
+    """
+    if not model_args.train_tokenizer:
+        name = model_args.tokenizer_name or model_args.model_name_or_path
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
+        if not tokenizer.is_fast:
+            raise ValueError(f"The tokenizer of {name!r} is not a fast tokenizer; the recipes need character offsets.")
+        return tokenizer
+    if texts is None:
+        raise ValueError("--train_tokenizer needs training texts.")
+    if training_args is None:
+        return _train_new_tokenizer(model_args, texts)
+    checkpoint = resume_checkpoint(training_args) if training_args.do_train else None
+    if checkpoint and os.path.isfile(os.path.join(checkpoint, "tokenizer_config.json")):
+        return AutoTokenizer.from_pretrained(checkpoint)
+    with training_args.main_process_first(desc="train the tokenizer"):
+        if training_args.process_index == 0:
+            tokenizer = _train_new_tokenizer(model_args, texts)
+            tokenizer.save_pretrained(training_args.output_dir)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(training_args.output_dir)
+    return tokenizer
+
+
+def _train_new_tokenizer(model_args: ModelArguments, texts) -> PreTrainedTokenizerBase:
+    if model_args.train_tokenizer == "dna":
+        return train_dna_tokenizer(texts, vocab_size=model_args.tokenizer_vocab_size)
+    return train_tokenizer(texts, vocab_size=model_args.tokenizer_vocab_size, kind=model_args.train_tokenizer)
+
+
+def parse_overrides(text: str | None) -> dict[str, Any]:
+    """'a=1,b=x,c=[1,2]' -> {'a': 1, 'b': 'x', 'c': [1, 2]} (values as Python literals where they parse)."""
+    overrides: dict[str, Any] = {}
+    if not text:
+        return overrides
+    depth, start, parts = 0, 0, []
+    for i, char in enumerate(text + ","):
+        depth += char in "[({" and 1 or 0
+        depth -= char in "])}" and 1 or 0
+        if char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    for part in filter(str.strip, parts):
+        if "=" not in part:
+            raise ValueError(f"--config_overrides: {part!r} is not key=value (e.g. 'hidden_size=128,num_hidden_layers=2').")
+        key, value = (s.strip() for s in part.split("=", 1))
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
+    return overrides
+
+
+def load_model(auto_class, model_args: ModelArguments, tokenizer, *, do_train: bool, seed: int | None = None,
+               **config_kwargs: Any):
+    """A model of `auto_class` (e.g. AutoModelForQuestionAnswering): the checkpoint's, or a new one.
+
+    A checkpoint whose architecture has no head of this kind raises (e.g. an ETC checkpoint given
+    to summarization). Evaluating without training a checkpoint saved with another head (e.g. a
+    MaskedLM checkpoint given to QA with --do_eval only) raises too: its task head would be random.
+    Training from it is the usual fine-tuning and only logs that the head starts fresh.
+    `seed` (--seed) makes a new model's (or a new head's) initial weights reproducible.
+    """
+    if seed is not None:
+        set_seed(seed)
+    overrides = parse_overrides(model_args.config_overrides)
+    task = auto_class.__name__.removeprefix("AutoModelFor").removeprefix("AutoModel") or "base model"
+    if model_args.model_name_or_path:
+        config = AutoConfig.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **config_kwargs, **overrides
+        )
+        target = _head_class(auto_class, config, model_args.model_name_or_path, task)
+        saved = config.architectures or []
+        if not do_train and target.__name__ not in saved:
+            raise ValueError(
+                f"{model_args.model_name_or_path} was saved as {saved or 'a base model'}, not {target.__name__}: its "
+                f"{task} head would be randomly initialised and the evaluation meaningless. Fine-tune it with "
+                f"--do_train, or pass a checkpoint trained for {task}."
+            )
+        if target.__name__ not in saved:
+            transformers.logging.get_logger(__name__).warning(
+                f"{model_args.model_name_or_path} was saved as {saved}; the {task} head of {target.__name__} starts "
+                "from random weights (fine-tuning)."
+            )
+        return auto_class.from_pretrained(
+            model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code
+        )
+    special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id")
+               for name in ("pad", "bos", "eos", "sep", "cls", "mask")
+               if getattr(tokenizer, f"{name}_token_id", None) is not None}
+    config = AutoConfig.for_model(model_args.model_type, vocab_size=len(tokenizer), **{**special, **config_kwargs, **overrides})
+    _head_class(auto_class, config, f"--model_type {model_args.model_type}", task)
+    return auto_class.from_config(config)
+
+
+def _head_class(auto_class, config, source: str, task: str):
+    try:
+        return auto_class._model_mapping[type(config)]
+    except KeyError:
+        heads = [name for name in (f"longbird_{m}" for m in ("bigbird", "etc", "bigbird_pegasus"))
+                 if auto_class._model_mapping.get(type(AutoConfig.for_model(name)), None) is not None]
+        raise ValueError(
+            f"{source} is a {config.model_type} model, which has no {task} head. Model types with one: {heads}."
+        ) from None
+
+
+def load_metric(name: str, config_name: str | None = None) -> evaluate.EvaluationModule:
+    """One of the package's `evaluate` metrics (longbird/tasks/metrics/<name>/<name>.py): they run
+    offline, unlike `evaluate.load("squad")`/`("rouge")`, which fetch their code from the Hub."""
+    path = METRICS_DIR / name
+    if not (path / f"{name}.py").is_file():
+        raise ValueError(f"No metric {name!r}; the package has {sorted(p.name for p in METRICS_DIR.iterdir() if p.is_dir())}.")
+    return evaluate.load(str(path), config_name, keep_in_memory=True)  # no cache-file locks between ranks
+
+
+def resume_checkpoint(training_args: TrainingArguments) -> str | None:
+    """--resume_from_checkpoint as a folder: the given one, or with 'latest' the newest
+    checkpoint-N in --output_dir (None when there is none yet: the run starts fresh)."""
+    value = training_args.resume_from_checkpoint
+    if value and value.lower() in ("latest", "true"):
+        return get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    return value or None
+
+
+@dataclass
+class CardInfo:
+    """What the recipe knows for the model card: the task, the data and which metrics to list."""
+
+    task_type: str  # Hub task id, e.g. "question-answering", "summarization", "text-classification", "fill-mask"
+    dataset_name: str
+    metrics: dict[str, str]  # eval metric key (without "eval_") -> Hub metric type, e.g. {"f1": "f1"}
+    dataset_type: str | None = None
+    intended_use: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+def train_and_evaluate(trainer: transformers.Trainer, training_args: TrainingArguments, card: CardInfo,
+                       **evaluate_kwargs: Any) -> dict[str, float]:
+    """Train (resuming if asked), evaluate, save model + tokenizer + metrics + model card, push if asked."""
+    metrics: dict[str, float] = {}
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+        trainer.save_model()
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        metrics.update({f"train_{k}" if not k.startswith("train") else k: v for k, v in result.metrics.items()})
+    if training_args.do_eval:
+        eval_metrics = trainer.evaluate(**evaluate_kwargs)
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    if training_args.do_train:
+        trainer.save_state()  # after evaluate(): trainer_state.json holds the final evaluation too
+    if trainer.is_world_process_zero():
+        if not training_args.do_train:
+            trainer.save_model()
+        write_model_card(trainer.model, training_args.output_dir, card, metrics, training_args)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    return metrics
+
+
+def write_model_card(model, output_dir: str, card: CardInfo, metrics: dict[str, float],
+                     training_args: TrainingArguments | None = None) -> ModelCard:
+    """README.md in `output_dir`: the package's template for the model type, a `model-index` with
+    the evaluation results, the data, the hyperparameters and the command that made it."""
+    results = [
+        EvalResult(task_type=card.task_type, dataset_type=card.dataset_type or card.dataset_name,
+                   dataset_name=card.dataset_name, dataset_split="validation", metric_type=hub_type,
+                   metric_name=key, metric_value=round(float(metrics[f"eval_{key}"]), 4))
+        for key, hub_type in card.metrics.items() if f"eval_{key}" in metrics
+    ]
+    model_id = os.path.basename(os.path.abspath(output_dir))
+    data = ModelCardData(
+        license="apache-2.0", library_name="transformers", pipeline_tag=card.task_type,
+        tags=["longbird", "long-context", model.config.model_type, *card.tags], model_name=model_id,
+        datasets=[card.dataset_type] if card.dataset_type else None, eval_results=results or None,
+    )
+    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items()))
+    details = [f"Data: {card.dataset_name}.", "", "| metric | value |", "|---|---|", rows, ""]
+    if training_args is not None:
+        details += ["Hyperparameters: " + ", ".join(
+            f"{name} {getattr(training_args, name)}" for name in (
+                "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                "gradient_accumulation_steps", "weight_decay", "warmup_steps", "seed")), ""]
+    details += ["Made with:", "", "```", shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]), "```",
+                "", f"transformers {transformers.__version__}, datasets {datasets.__version__}."]
+    template = CARDS_DIR / f"{model.config.model_type}.md"
+    fields = {"model_id": model_id, "training_details": "\n".join(details)}
+    config = model.config
+    fields.update({name: getattr(config, name) for name in _CARD_CONFIG_FIELDS if getattr(config, name, None) is not None})
+    fields["max_length"] = getattr(config, "max_position_embeddings", None) or 4096
+    if card.intended_use:
+        fields["intended_use"] = card.intended_use
+    if template.is_file():
+        model_card = ModelCard.from_template(data, template_path=str(template), **fields)
+    else:
+        model_card = ModelCard.from_template(data, **fields)
+    model_card.save(os.path.join(output_dir, "README.md"))
+    return model_card
