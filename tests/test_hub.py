@@ -228,3 +228,29 @@ def test_real_hub_round_trip(monkeypatch, tmp_path):
         push_and_load_back(tmp_path, repo_id, private=True)
     finally:
         api.delete_repo(repo_id, missing_ok=True)
+
+
+def test_recipe_push_to_hub_keeps_its_model_card(hub, tmp_path):
+    """`longbird train ... --push_to_hub`: the pushed repo has the weights, the code and longbird's card with
+    its model-index (Trainer's own card would otherwise replace it), and loads back from the repo id."""
+    from huggingface_hub import ModelCard
+
+    from longbird.tasks import sequence_classification
+
+    rows = [{"text": t, "label": label} for t, label in [("the match was won", "sport"), ("the vote passed", "politics")] * 8]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(f'{{"text": "{r["text"]}", "label": "{r["label"]}"}}\n' for r in rows))
+    metrics = sequence_classification.main([
+        "--train_file", str(data), "--validation_file", str(data), "--train_tokenizer", "wordpiece",
+        "--tokenizer_vocab_size", "60", "--config_overrides", "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,"
+        "intermediate_size=64,block_size=8,max_position_embeddings=128", "--max_seq_length", "64", "--do_train",
+        "--do_eval", "--max_steps", "2", "--output_dir", str(tmp_path / "out"), "--use_cpu", "--report_to", "none",
+        "--save_strategy", "no", "--disable_tqdm", "true", "--push_to_hub", "--hub_model_id", "user/tiny-recipe",
+    ])
+    repo = hub.repos["user/tiny-recipe"]
+    assert {"model.safetensors", "tokenizer.json", "modeling_longbird_bigbird.py"} <= set(repo.files)
+    card = ModelCard(repo.files["README.md"].decode())
+    accuracy = {r.metric_type: r.metric_value for r in card.data.eval_results}["accuracy"]
+    assert accuracy == pytest.approx(metrics["eval_accuracy"], abs=1e-4)
+    loaded = AutoModelForSequenceClassification.from_pretrained("user/tiny-recipe")
+    assert loaded.config.id2label == {0: "politics", 1: "sport"}

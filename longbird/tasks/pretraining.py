@@ -31,7 +31,6 @@ import dataclasses
 import functools
 import itertools
 import math
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -427,7 +426,7 @@ def train(model_args: ModelArguments, data_args: PretrainingDataArguments,
     objective = "masked language modelling + contrastive predictive coding" if with_cpc else "masked language modelling"
     card = CardInfo(
         task_type="fill-mask",
-        dataset_name=os.path.basename(data_args.train_file or data_args.validation_file),
+        **recipe.card_dataset(data_args),
         metrics={"accuracy": "accuracy", "perplexity": "perplexity"},
         intended_use=(
             f"A {model.config.model_type} encoder pretrained by {objective} (longbird's pretraining recipe). Fine-tune "

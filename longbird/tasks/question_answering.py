@@ -77,7 +77,6 @@ class QADataArguments(recipe.DataArguments):
         default=False, metadata={"help": "Some questions have no answer (SQuAD v2): the empty answer may be predicted."}
     )
     max_global_length: int = field(default=256, metadata={"help": "ETC: global tokens (sentences) per row."})
-    dataset_name: str | None = field(default=None, metadata={"help": "Data set name for the model card."})
 
 
 # --------------------------------------------------------------------------------------------
@@ -481,11 +480,9 @@ def train(model_args: recipe.ModelArguments, data_args: QADataArguments,
         eval_dataset=features.get("validation"), processing_class=tokenizer, data_collator=collator,
         eval_examples=splits.get("validation"), answer_scorer=AnswerScorer(data_args),
     )
-    source = data_args.validation_file or data_args.train_file
     card = recipe.CardInfo(
         task_type="question-answering",
-        dataset_name=data_args.dataset_name or os.path.basename(source),
-        dataset_type=data_args.dataset_name,
+        **recipe.card_dataset(data_args),
         metrics={"exact_match": "exact_match", "f1": "f1"},
         intended_use=("Extractive question answering: the answer is a span of the context, found with "
                       "`pipeline(\"long-question-answering\")` (or `\"question-answering\"` with trust_remote_code)."),

@@ -84,6 +84,9 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation examples."})
     max_seq_length: int = field(default=1024, metadata={"help": "Tokens per model input (longer inputs are cut or split)."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Name of the data for the model card (default: the data file's name)."}
+    )
 
 
 def parse_args(
@@ -326,6 +329,12 @@ def resume_checkpoint(training_args: TrainingArguments) -> str | None:
     return value or None
 
 
+def card_dataset(data_args: DataArguments) -> dict[str, str | None]:
+    """The model card's `dataset_name`/`dataset_type`: --dataset_name, else the evaluation (or training) file's name."""
+    source = data_args.validation_file or data_args.train_file or ""
+    return {"dataset_name": data_args.dataset_name or os.path.basename(source), "dataset_type": data_args.dataset_name}
+
+
 @dataclass
 class CardInfo:
     """What the recipe knows for the model card: the task, the data and which metrics to list."""
@@ -355,12 +364,17 @@ def train_and_evaluate(trainer: transformers.Trainer, training_args: TrainingArg
         metrics.update(eval_metrics)
     if training_args.do_train:
         trainer.save_state()  # after evaluate(): trainer_state.json holds the final evaluation too
+    model_card = None
     if trainer.is_world_process_zero():
         if not training_args.do_train:
             trainer.save_model()
-        write_model_card(trainer.model, training_args.output_dir, card, metrics, training_args)
+        model_card = write_model_card(trainer.model, training_args.output_dir, card, metrics, training_args)
     if training_args.push_to_hub:
-        trainer.push_to_hub()
+        trainer.push_to_hub()  # writes Trainer's generic card over ours: put ours back, here and on the Hub
+        if model_card is not None:
+            model_card.save(os.path.join(training_args.output_dir, "README.md"))
+            model_card.push_to_hub(trainer.hub_model_id, token=training_args.hub_token,
+                                   commit_message="Model card with the evaluation results")
     return metrics
 
 

@@ -31,7 +31,6 @@ class ClassificationDataArguments(recipe.DataArguments):
         default="label",
         metadata={"help": "Label column; a list-valued column, or several comma-separated 0/1 columns, is multi-label."},
     )
-    dataset_name: str | None = field(default=None, metadata={"help": "Data set name for the model card."})
 
 
 @dataclass
@@ -182,8 +181,7 @@ def train(model_args: recipe.ModelArguments, data_args: ClassificationDataArgume
     )
     card = recipe.CardInfo(
         task_type="text-classification",
-        dataset_name=data_args.dataset_name or (data_args.train_file or data_args.validation_file),
-        dataset_type=data_args.dataset_name,
+        **recipe.card_dataset(data_args),
         metrics={"accuracy": "accuracy", "f1": "f1", "auroc": "roc_auc"},
         tags=["multi-label"] if scheme.multi_label else [],
         intended_use=(f"{'Multi-label' if scheme.multi_label else 'Single-label'} sequence classification of "

@@ -54,7 +54,6 @@ pipeline generates as the evaluation did.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -393,10 +392,9 @@ def train(model_args: ModelArguments, data_args: SummarizationDataArguments, tra
         data_collator=collator,
         compute_metrics=compute_metrics if training_args.predict_with_generate else None,
     )
-    data_file = data_args.validation_file or data_args.train_file
     card = recipe.CardInfo(
         task_type="summarization",
-        dataset_name=os.path.basename(data_file),
+        **recipe.card_dataset(data_args),
         metrics=CARD_METRICS,
         intended_use="Abstractive summarization of long documents (`pipeline(\"long-summarization\")` after "
                      "`import longbird`).",
