@@ -220,7 +220,7 @@ def load_tokenizer(model_args: ModelArguments, texts=None, training_args: Traini
     checkpoint = resume_checkpoint(training_args) if training_args.do_train else None
     if checkpoint and os.path.isfile(os.path.join(checkpoint, "tokenizer_config.json")):
         return AutoTokenizer.from_pretrained(checkpoint)
-    with training_args.main_process_first(desc="train the tokenizer"):
+    with training_args.main_process_first(local=False, desc="train the tokenizer"):
         if training_args.process_index == 0:
             tokenizer = _train_new_tokenizer(model_args, texts)
             tokenizer.save_pretrained(training_args.output_dir)
@@ -241,10 +241,12 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
     if not text:
         return overrides
     depth, start, parts = 0, 0, []
-    for i, char in enumerate(text + ","):
-        depth += char in "[({" and 1 or 0
-        depth -= char in "])}" and 1 or 0
-        if char == "," and depth == 0:
+    for i, char in enumerate(text + ","):  # split at commas outside brackets: "sizes=[1,2],x=3"
+        if char in "[({":
+            depth += 1
+        elif char in "])}":
+            depth -= 1
+        elif char == "," and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     for part in filter(str.strip, parts):
@@ -304,8 +306,7 @@ def _head_class(auto_class, config, source: str, task: str):
     try:
         return auto_class._model_mapping[type(config)]
     except KeyError:
-        heads = [name for name in (f"longbird_{m}" for m in ("bigbird", "etc", "bigbird_pegasus"))
-                 if auto_class._model_mapping.get(type(AutoConfig.for_model(name)), None) is not None]
+        heads = [name for name in MODEL_TYPES if type(AutoConfig.for_model(name)) in auto_class._model_mapping]
         raise ValueError(
             f"{source} is a {config.model_type} model, which has no {task} head. Model types with one: {heads}."
         ) from None
