@@ -2,8 +2,10 @@
 # The other recipes under the accelerate configs on a GPU: QA (ETC) with DDP, MLM pretraining
 # (BigBird) with FSDP, summarization (BigBird-Pegasus) with DeepSpeed ZeRO-2; one process each.
 # Needs the package and its dependencies installed (rouge-score for the summarization metric).
-#   bash bench/gpu_recipes_more.sh OUT DATA_DIR   (DATA_DIR: xquad.en.json, scitldr_{train,dev}.jsonl,
-#                                                 wiki_{train,test}.tokens from ../shared/data)
+#   bash bench/gpu_recipes_more.sh OUT DATA_DIR
+# DATA_DIR, from ../shared/data: xquad_en/xquad.en.json as is; scitldr_train.jsonl / scitldr_dev.jsonl =
+# the first 300 / 40 lines of scitldr/SciTLDR-A.{train,dev}.jsonl; wiki_train.tokens / wiki_test.tokens =
+# the first 3,000 / 400 lines of wikitext2_subset/wiki.{valid,test}.tokens.
 set -uo pipefail
 out=$1; data=$2; launch=${LAUNCH:-accelerate launch --num_processes 1 --config_file}
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
