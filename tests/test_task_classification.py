@@ -185,6 +185,8 @@ def test_argument_errors(tmp_path):
     odd.write_text("x")
     with pytest.raises(ValueError, match="unknown data format '.xlsx'"):
         run(args_for(tmp_path, str(odd), str(odd)))
+    with pytest.raises(ValueError, match=r"--max_seq_length 128 exceeds the model's 64 positions"):
+        run(args_for(tmp_path, data, data, overrides=TINY.replace("max_position_embeddings=256", "max_position_embeddings=64")))
     with pytest.raises(ValueError, match="config_overrides.*not key=value"):
         run(args_for(tmp_path, data, data, model_type="longbird_bigbird", overrides="hidden_size"))
 

@@ -282,7 +282,7 @@ def test_missing_column_and_wrong_offsets_are_named(tmp_path, squad_file):
         qa.main(args(wrong, None, tmp_path / "out"))
     with pytest.raises(ValueError, match="--join_paragraphs joins the paragraphs of SQuAD-format JSON"):
         qa.main(args(str(flat), None, tmp_path / "out", "--join_paragraphs"))
-    with pytest.raises(ValueError, match="exceeds the model's max_position_embeddings"):
+    with pytest.raises(ValueError, match=r"--max_seq_length 512 exceeds the model's 256 positions \(max_position_embeddings\)"):
         qa.main(args(squad_file, None, tmp_path / "out", "--max_seq_length", "512"))
 
 

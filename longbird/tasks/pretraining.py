@@ -331,20 +331,8 @@ def _check(data_args: PretrainingDataArguments) -> None:
 
 
 def _load_mlm_model(model_args, data_args, training_args, tokenizer):
-    config_kwargs = {}
-    if not model_args.model_name_or_path:
-        default = getattr(AutoConfig.for_model(model_args.model_type), "max_position_embeddings", None)
-        if default is not None and data_args.max_seq_length > default:
-            config_kwargs["max_position_embeddings"] = data_args.max_seq_length
-    model = recipe.load_model(AutoModelForMaskedLM, model_args, tokenizer, do_train=training_args.do_train,
-                               seed=training_args.seed, **config_kwargs)
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None and data_args.max_seq_length > limit:
-        raise ValueError(
-            f"--max_seq_length {data_args.max_seq_length} exceeds the model's max_position_embeddings ({limit}); "
-            f"lower --max_seq_length."
-        )
-    return model
+    return recipe.load_model(AutoModelForMaskedLM, model_args, tokenizer, do_train=training_args.do_train,
+                             seed=training_args.seed, max_length=data_args.max_seq_length)
 
 
 def _load_etc_model(model_args, data_args, training_args, tokenizer):

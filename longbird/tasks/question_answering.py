@@ -463,13 +463,8 @@ def train(model_args: recipe.ModelArguments, data_args: QADataArguments,
     splits = load_qa_splits(data_args)
     texts = _training_texts(splits["train"], data_args) if "train" in splits else None
     tokenizer = recipe.load_tokenizer(model_args, texts=texts, training_args=training_args)
-    model = recipe.load_model(AutoModelForQuestionAnswering, model_args, tokenizer, do_train=training_args.do_train, seed=training_args.seed)
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if isinstance(positions, int) and data_args.max_seq_length > positions:
-        raise ValueError(
-            f"--max_seq_length {data_args.max_seq_length} exceeds the model's max_position_embeddings ({positions}); "
-            f"lower --max_seq_length to {positions} or less (longer contexts are split into windows)."
-        )
+    model = recipe.load_model(AutoModelForQuestionAnswering, model_args, tokenizer, do_train=training_args.do_train,
+                              seed=training_args.seed, max_length=data_args.max_seq_length)
     features, collator = prepare_features(splits, tokenizer, model, data_args, training_args)
     if training_args.label_names is None:
         # Trainer takes every "*label*" parameter of a QA head as a label (ETC's optional

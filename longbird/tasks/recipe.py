@@ -261,7 +261,7 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
 
 
 def load_model(auto_class, model_args: ModelArguments, tokenizer, *, do_train: bool, seed: int | None = None,
-               **config_kwargs: Any):
+               max_length: int | None = None, **config_kwargs: Any):
     """A model of `auto_class` (e.g. AutoModelForQuestionAnswering): the checkpoint's, or a new one.
 
     A checkpoint whose architecture has no head of this kind raises (e.g. an ETC checkpoint given
@@ -269,6 +269,8 @@ def load_model(auto_class, model_args: ModelArguments, tokenizer, *, do_train: b
     MaskedLM checkpoint given to QA with --do_eval only) raises too: its task head would be random.
     Training from it is the usual fine-tuning and only logs that the head starts fresh.
     `seed` (--seed) makes a new model's (or a new head's) initial weights reproducible.
+    `max_length` (--max_seq_length): a new model gets at least that many positions; a model with
+    fewer (max_position_embeddings) raises, naming the flag.
     """
     if seed is not None:
         set_seed(seed)
@@ -291,15 +293,29 @@ def load_model(auto_class, model_args: ModelArguments, tokenizer, *, do_train: b
                 f"{model_args.model_name_or_path} was saved as {saved}; the {task} head of {target.__name__} starts "
                 "from random weights (fine-tuning)."
             )
+        _check_length(config, max_length)
         return auto_class.from_pretrained(
             model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code
         )
+    default_positions = getattr(AutoConfig.for_model(model_args.model_type), "max_position_embeddings", None)
+    if max_length and default_positions and max_length > default_positions and "max_position_embeddings" not in overrides:
+        config_kwargs = {**config_kwargs, "max_position_embeddings": max_length}
     special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id")
                for name in ("pad", "bos", "eos", "sep", "cls", "mask")
                if getattr(tokenizer, f"{name}_token_id", None) is not None}
     config = AutoConfig.for_model(model_args.model_type, vocab_size=len(tokenizer), **{**special, **config_kwargs, **overrides})
     _head_class(auto_class, config, f"--model_type {model_args.model_type}", task)
+    _check_length(config, max_length)
     return auto_class.from_config(config)
+
+
+def _check_length(config, max_length: int | None) -> None:
+    positions = getattr(config, "max_position_embeddings", None)  # None for ETC: relative positions only
+    if max_length and isinstance(positions, int) and max_length > positions:
+        raise ValueError(
+            f"--max_seq_length {max_length} exceeds the model's {positions} positions (max_position_embeddings); "
+            f"pass --max_seq_length {positions} or less (longer inputs are cut, or split where the task allows)."
+        )
 
 
 def _head_class(auto_class, config, source: str, task: str):

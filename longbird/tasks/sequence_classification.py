@@ -169,6 +169,7 @@ def train(model_args: recipe.ModelArguments, data_args: ClassificationDataArgume
     scheme = label_scheme(splits, data_args, saved_label2id=getattr(saved, "label2id", None))
     model = recipe.load_model(
         AutoModelForSequenceClassification, model_args, tokenizer, do_train=training_args.do_train, seed=training_args.seed,
+        max_length=data_args.max_seq_length,
         num_labels=scheme.num_labels,
         problem_type="multi_label_classification" if scheme.multi_label else "single_label_classification",
         id2label=dict(enumerate(scheme.names)), label2id={n: i for i, n in enumerate(scheme.names)},
