@@ -1,5 +1,6 @@
 """The long-question-answering and long-summarization pipelines (transformers 5 removed its own)."""
 
+import numpy as np
 import pytest
 import torch
 from transformers import pipeline
@@ -68,6 +69,79 @@ def test_top_k_batches_and_impossible_answers(tokenizer):
     nothing = pipeline("long-question-answering", model=qa_model(tokenizer, None), tokenizer=tokenizer)
     assert nothing(question="Which city?", context=context, handle_impossible_answer=True)["answer"] == ""
     assert nothing(question="Which city?", context=context)["answer"] != ""
+
+
+def scored_model(tokenizer, scores: dict[str, float], max_position_embeddings: int = 512):
+    """A tiny BigBird QA model whose start and end logits are `scores[word]` on the context tokens
+    of each (one-token) word and 0 everywhere else: logits fixed by construction."""
+    config = longbird.BigBirdConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        block_size=8, num_random_blocks=1, max_position_embeddings=max_position_embeddings,
+        sep_token_id=tokenizer.sep_token_id,
+    )
+    model = longbird.BigBirdForQuestionAnswering(config).eval()
+    by_id = {tokenizer.convert_tokens_to_ids(word): value for word, value in scores.items()}
+    forward = model.forward
+
+    def fixed(input_ids=None, token_type_ids=None, **kwargs):
+        out = forward(input_ids=input_ids, token_type_ids=token_type_ids, **kwargs)
+        logits = torch.zeros_like(out.start_logits)
+        for pos, token in enumerate(input_ids[0].tolist()):
+            if token in by_id and token_type_ids[0, pos] == 1:  # context tokens only
+                logits[0, pos] = by_id[token]
+        out.start_logits, out.end_logits = logits, logits.clone()
+        return out
+
+    model.forward = fixed
+    return model
+
+
+def test_best_span_of_a_middle_window_beats_the_short_last_window(tokenizer):
+    """Issue 10: "kilimanjaro" (start and end logit 3) sits in a middle window, "nile" (2.2) only in
+    the short last one. A softmax per window made the last window win (its few tokens share the
+    mass); scored across all windows the middle span must win, with its own character offsets."""
+    question, options = "Which is the highest mountain?", {"max_seq_len": 128, "doc_stride": 16}
+    scores = {"kilimanjaro": 3.0, "nile": 2.2}
+    for after in range(16):  # fillers after the answer until it is in a middle window, "nile" in the last only
+        context = " ".join([SENTENCES[1]] * 20 + [SENTENCES[2]] + [SENTENCES[1]] * after + [SENTENCES[0]])
+        windows = tokenizer(question, context, truncation="only_second", max_length=128, stride=16,
+                            return_overflowing_tokens=True)
+        contexts = [[t for t, kind in zip(ids, types) if kind == 1]
+                    for ids, types in zip(windows["input_ids"], windows["token_type_ids"])]
+        ids = {word: tokenizer.convert_tokens_to_ids(word) for word in scores}
+        holding = {word: [w for w, tokens in enumerate(contexts) if ids[word] in tokens] for word in scores}
+        middle = holding["kilimanjaro"]
+        if (holding["nile"] == [len(contexts) - 1] and len(contexts[-1]) < len(contexts[0]) / 2
+                and len(middle) == 1 and 0 < middle[0] < len(contexts) - 1):
+            break
+    else:
+        pytest.fail("no filler count puts 'kilimanjaro' in a middle window and 'nile' in a short last one only")
+
+    def per_window(word: str, window: int) -> float:  # p(start) * p(end) of the old per-window softmax
+        p = np.exp(scores[word]) / (np.exp(scores[word]) + len(contexts[window]))  # others and [CLS] at 0
+        return float(p * p)
+
+    assert per_window("nile", len(contexts) - 1) > per_window("kilimanjaro", middle[0])  # the old rule's pick
+    qa = pipeline("long-question-answering", model=scored_model(tokenizer, scores), tokenizer=tokenizer)
+    answers = qa(question=question, context=context, top_k=2, **options)
+    assert [a["answer"] for a in answers] == ["Kilimanjaro", "Nile"]
+    assert answers[0]["start"] == context.index("Kilimanjaro") and answers[1]["start"] == context.index("Nile")
+    assert all(context[a["start"] : a["end"]] == a["answer"] for a in answers)
+    assert answers[0]["score"] / answers[1]["score"] == pytest.approx(np.exp(2 * (3.0 - 2.2)), rel=1e-4)
+
+
+def test_max_seq_len_beyond_the_model_is_named(tokenizer):
+    qa = pipeline("long-question-answering", model=scored_model(tokenizer, {"paris": 1.0}, 256), tokenizer=tokenizer)
+    context = " ".join(SENTENCES * 40)  # longer than the model: one 100,000-token "window" would break it
+    with pytest.raises(ValueError, match=r"max_seq_len=100000 exceeds the model's limit of 256 tokens.*"
+                                         r"pass max_seq_len <= 256"):
+        qa(question="Which city?", context=context, max_seq_len=100000)
+    for bad in (0, -5, 1.5):
+        with pytest.raises(ValueError, match="max_seq_len must be an integer >= 1"):
+            qa(question="Which city?", context=context, max_seq_len=bad)
+    with pytest.raises(ValueError, match="doc_stride must be an integer >= 0"):
+        qa(question="Which city?", context=context, doc_stride=-1)
+    assert qa(question="Which city?", context=context, max_seq_len=256)["answer"] == "Paris"  # the limit itself
 
 
 def test_summarization_pipeline_generates_from_long_truncated_input(tokenizer):

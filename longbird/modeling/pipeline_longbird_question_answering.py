@@ -8,9 +8,9 @@ best span over all windows is returned with character offsets into the context. 
 made by `EtcFeaturizer`; a context too long for one row continues in further rows at sentence
 boundaries.
 
-`select_answers` is the span selection itself (per window: log-softmax over the context tokens
-and `[CLS]`, the best start/end pairs, then the best over all windows); the question-answering
-Trainer recipe uses it too.
+`select_answers` is the span selection itself (the best start/end pairs of every window, ranked
+on one scale for all windows: a softmax over all windows' context tokens, so a short last window
+gets no advantage); the question-answering Trainer recipe uses it too.
 
 Only transformers, torch, numpy and the sibling `etc_featurizer` module are imported, so the
 file also works as Hub remote code (the flat folder holds `etc_featurizer.py` beside it).
@@ -41,8 +41,10 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
     Call with `question=` and `context=` (strings, or lists of equal length for a batch), or with
     dicts `{"question": ..., "context": ...}`. Options: `top_k` (answers per question, default 1),
     `max_answer_len` (tokens, default 30), `doc_stride` (overlap of windows, default 128),
-    `max_seq_len` (tokens per window; default the model's maximum), `handle_impossible_answer`
-    (allow the empty answer, scored from the first token, `[CLS]`). ETC models split a long
+    `max_seq_len` (tokens per window; default the model's maximum, and at most that),
+    `handle_impossible_answer` (allow the empty answer, scored from the first token, `[CLS]`).
+    Answers from different windows are compared on one scale (see `select_answers`): `score` is
+    a probability over the context tokens of all windows. ETC models split a long
     context at sentence boundaries instead (`doc_stride` does not apply) and take
     `max_global_len` (global tokens per row, default 256).
 
@@ -74,10 +76,29 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
         preprocess = {k: v for k, v in preprocess.items() if v is not None}
         postprocess = {"top_k": top_k, "max_answer_len": max_answer_len, "handle_impossible_answer": handle_impossible_answer}
         postprocess = {k: v for k, v in postprocess.items() if v is not None}
-        for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}.")
+        for name, value, least in (("top_k", top_k, 1), ("max_answer_len", max_answer_len, 1),
+                                   ("max_seq_len", max_seq_len, 1), ("doc_stride", doc_stride, 0),
+                                   ("max_global_len", max_global_len, 1)):
+            if value is not None:
+                _check_integer(name, value, least)
+        limit = self._position_limit()
+        if max_seq_len is not None and limit is not None and max_seq_len > limit:
+            # checked here, not left to the model, so the error names the pipeline argument
+            raise ValueError(
+                f"max_seq_len={max_seq_len} exceeds the model's limit of {limit} tokens "
+                f"(config.max_position_embeddings); pass max_seq_len <= {limit}, or leave it out to use the "
+                f"model's maximum (a longer context is split into windows anyway)."
+            )
         return preprocess, {}, postprocess
+
+    def _position_limit(self) -> int | None:
+        """The longest window the model can read (absolute position embeddings); None for ETC,
+        whose relative positions have no limit."""
+        config = self.model.config
+        if getattr(config, "model_type", None) == "longbird_etc":
+            return None
+        limit = getattr(config, "max_position_embeddings", None)
+        return limit if isinstance(limit, int) and limit > 0 else None
 
     def __call__(self, *args, question=None, context=None, **kwargs):
         if args:
@@ -99,7 +120,7 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
         question, context = _question_and_context(example)
         is_etc = getattr(self.model.config, "model_type", None) == "longbird_etc"
         if max_seq_len is None:
-            limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+            limits = [self._position_limit(), self.tokenizer.model_max_length]
             limits = [x for x in limits if isinstance(x, int) and 0 < x < 1_000_000]  # not the "unknown" 1e30
             max_seq_len = min(limits) if limits else ETC_DEFAULT_MAX_SEQ_LEN
         if is_etc:
@@ -187,31 +208,62 @@ def select_answers(
     Each window is `(start_logits, end_logits, is_context, offsets)` over its tokens: `is_context`
     marks the tokens an answer may use, `offsets` are their `(start, end)` character spans in
     `context`; logits longer than `offsets` (batch padding) are cut. Token 0 is `[CLS]`, the
-    empty answer. Per window the logits are log-softmaxed over the context tokens and `[CLS]`;
-    a span scores `p(start) * p(end)`, `start <= end < start + max_answer_len`. With
-    `handle_impossible_answer` the empty answer competes with the score of the window that
-    most believes in an answer (the lowest `[CLS]` score). Returns dicts
-    `{"score", "start", "end", "answer"}` (character offsets), duplicates merged.
+    empty answer. A span is `start <= end < start + max_answer_len` inside one window.
+
+    Scoring across windows: one softmax over the context tokens of *all* windows (and one null
+    entry), for the start and for the end; a span scores `p(start) * p(end)`. So spans are ranked
+    by their raw `start + end` logits, as transformers' `run_qa` post-processing does, and the
+    `score` is still a probability that can be compared across windows and questions. (A softmax
+    per window would hand the most probability to the shortest window, the last one: its few
+    tokens share the whole mass, so it wins whatever the logits say.) A token inside two
+    overlapping windows is one candidate per window; duplicate spans keep their best score.
+
+    The empty answer is scored on the same scale: its start/end logits are the `[CLS]` logits of
+    the window with the lowest `[CLS]` start + end (the window most sure that it holds an
+    answer, `run_qa`'s `min_null_score`), and they always take part in the normalisation, so
+    scores do not change with `handle_impossible_answer`; that flag only lets it be returned.
+    Returns dicts `{"score", "start", "end", "answer"}` (character offsets).
     """
-    answers, best_null = [], None
-    for start_logits, end_logits, is_context, offsets in windows:
+    _check_integer("top_k", top_k, 1)
+    _check_integer("max_answer_len", max_answer_len, 1)
+    spans: list[tuple[float, float, int, int]] = []  # (start logit, end logit, char start, char end)
+    start_pool, end_pool = [], []  # every window's context logits: the shared normalisers
+    null: tuple[float, float] | None = None
+    for index, (start_logits, end_logits, is_context, offsets) in enumerate(windows):
         n = len(offsets)
-        is_context = np.asarray(is_context, dtype=bool)[:n]
-        start = np.asarray(start_logits, dtype=np.float64)[:n]
-        end = np.asarray(end_logits, dtype=np.float64)[:n]
-        allowed = is_context.copy()
-        allowed[0] = True  # [CLS]: the empty answer, normalised with the spans
-        start_lp, end_lp = _log_softmax(start, allowed), _log_softmax(end, allowed)
-        null = float(np.exp(start_lp[0] + end_lp[0]))
-        best_null = null if best_null is None else min(best_null, null)
-        answers += _best_spans(start_lp, end_lp, is_context, offsets, context, top_k, max_answer_len)
-    unique = {}
-    for answer in sorted(answers, key=lambda a: -a["score"]):
-        unique.setdefault((answer["start"], answer["end"]), answer)
+        start = np.asarray(start_logits, dtype=np.float64).reshape(-1)
+        end = np.asarray(end_logits, dtype=np.float64).reshape(-1)
+        is_context = np.asarray(is_context, dtype=bool).reshape(-1)
+        if n == 0 or min(len(start), len(end), len(is_context)) < n:
+            raise ValueError(
+                f"window {index}: start_logits ({len(start)}), end_logits ({len(end)}) and is_context "
+                f"({len(is_context)}) must cover all {n} offsets (at least [CLS]); pass one entry per token."
+            )
+        start, end, is_context = start[:n], end[:n], is_context[:n]
+        if null is None or start[0] + end[0] < sum(null):
+            null = (float(start[0]), float(end[0]))
+        start_pool.append(start[is_context])
+        end_pool.append(end[is_context])
+        spans += _best_spans(start, end, is_context, offsets, top_k, max_answer_len)
+    if null is None:
+        return []
+    start_norm = _logsumexp(np.concatenate([*start_pool, [null[0]]]))
+    end_norm = _logsumexp(np.concatenate([*end_pool, [null[1]]]))
+
+    def probability(start_logit: float, end_logit: float) -> float:
+        return float(np.exp(start_logit - start_norm + end_logit - end_norm))
+
+    unique: dict[tuple[int, int], dict] = {}
+    for start_logit, end_logit, char_start, char_end in sorted(spans, key=lambda s: -(s[0] + s[1])):
+        if (char_start, char_end) not in unique:
+            unique[(char_start, char_end)] = {
+                "score": probability(start_logit, end_logit), "start": char_start, "end": char_end,
+                "answer": context[char_start:char_end],
+            }
     ranked = list(unique.values())
-    if handle_impossible_answer and best_null is not None:
-        ranked.append({"score": best_null, "start": 0, "end": 0, "answer": ""})
-        ranked.sort(key=lambda a: -a["score"])
+    if handle_impossible_answer:
+        ranked.append({"score": probability(*null), "start": 0, "end": 0, "answer": ""})
+        ranked.sort(key=lambda a: -a["score"])  # stable: a tie keeps the span first
     return ranked[:top_k]
 
 
@@ -225,28 +277,30 @@ def _question_and_context(example) -> tuple[str, str]:
     return question, context
 
 
-def _log_softmax(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    masked = np.where(allowed, logits, -np.inf)
-    top = masked.max()
-    return masked - top - np.log(np.exp(masked - top).sum())
+def _check_integer(name: str, value, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}.")
 
 
-def _best_spans(start_lp, end_lp, is_context, offsets, context, top_k, max_answer_len, candidates=20) -> list[dict]:
-    """The best `start <= end < start + max_answer_len` spans inside the context; only the top
+def _logsumexp(values: np.ndarray) -> float:
+    top = values.max()
+    return float(top + np.log(np.exp(values - top).sum()))
+
+
+def _best_spans(start, end, is_context, offsets, top_k, max_answer_len, candidates=20) -> list[tuple]:
+    """The best `start <= end < start + max_answer_len` context spans of one window by raw
+    `start + end` logit, as `(start logit, end logit, char start, char end)`; only the top
     `candidates` starts and ends are paired, so a 4,096-token window costs 20 x 20, not n x n."""
     positions = np.flatnonzero(is_context)
     if len(positions) == 0:
         return []
-    starts = positions[np.argsort(-start_lp[positions])[:candidates]]
-    ends = positions[np.argsort(-end_lp[positions])[:candidates]]
-    spans = []
-    for s in starts:
-        for e in ends:
-            if s <= e < s + max_answer_len:
-                spans.append((float(np.exp(start_lp[s] + end_lp[e])), int(s), int(e)))
-    spans.sort(reverse=True)
-    out = []
-    for score, s, e in spans[: max(top_k, 1) * 4]:
-        char_start, char_end = int(offsets[s][0]), int(offsets[e][1])
-        out.append({"score": score, "start": char_start, "end": char_end, "answer": context[char_start:char_end]})
-    return out
+    starts = positions[np.argsort(-start[positions], kind="stable")[:candidates]]
+    ends = positions[np.argsort(-end[positions], kind="stable")[:candidates]]
+    s, e = np.meshgrid(starts, ends, indexing="ij")
+    valid = (s <= e) & (e < s + max_answer_len)
+    s, e = s[valid], e[valid]
+    order = np.argsort(-(start[s] + end[e]), kind="stable")[: top_k * 4]  # room for duplicates across windows
+    return [
+        (float(start[i]), float(end[j]), int(offsets[i][0]), int(offsets[j][1]))
+        for i, j in zip(s[order], e[order])
+    ]
