@@ -18,17 +18,34 @@ BIGBIRD_SPECIAL_TOKENS = {
 }
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, kind: str = "wordpiece") -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 8000, kind: str = "wordpiece", eos_token: str | None = None
+) -> PreTrainedTokenizerFast:
     """Train a tokenizer on `texts` and wrap it for transformers.
 
     `kind="wordpiece"` (BERT/BigBird-style, lower-cased), `"unigram"` (SentencePiece-style, cased,
     whitespace kept as "▁") or `"bpe"` (byte-level BPE, cased, no unknown tokens). The result adds
     `[CLS] a [SEP] (b [SEP])` and token type ids, so question/context pairs come out the way
     BigBird's QA head expects.
+
+    `eos_token` (e.g. `"</s>"`) adds an end-of-sequence token for seq2seq models such as
+    BigBird-Pegasus, with the id after the five BigBird special tokens (pad 0, unk 1, cls 2, sep 3,
+    mask 4, eos 5), so `tokenizer.eos_token_id` can go into the model config as `eos_token_id`
+    (BigBird-Pegasus's default eos id, 1, is `[UNK]` in these vocabularies). Inputs keep the `[CLS] a [SEP]` template;
+    generation ends at the eos token. An existing special token (e.g. `"[SEP]"`) is reused, not
+    added twice. Left out, the tokenizer has no eos token, as before.
     """
     if vocab_size < 10:
         raise ValueError(f"vocab_size must be at least 10 (special tokens included), got {vocab_size}.")
     specials = list(BIGBIRD_SPECIAL_TOKENS.values())
+    if eos_token is not None:
+        if not isinstance(eos_token, str) or not eos_token.strip() or eos_token != eos_token.strip():
+            raise ValueError(
+                f"eos_token must be a non-empty string without surrounding spaces (e.g. eos_token='</s>'), "
+                f"got {eos_token!r}."
+            )
+        if eos_token not in specials:
+            specials.append(eos_token)  # last, so the BigBird ids (pad 0 ... mask 4) stay as they are
     if kind == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -50,7 +67,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, kind: str = "w
         )
     else:
         raise ValueError(f"kind must be 'wordpiece', 'unigram' or 'bpe', got {kind!r}.")
-    return _finish(tokenizer, texts, trainer)
+    return _finish(tokenizer, texts, trainer, eos_token=eos_token)
 
 
 def train_dna_tokenizer(sequences: Iterable[str], vocab_size: int = 4096) -> PreTrainedTokenizerFast:
@@ -74,7 +91,9 @@ def train_dna_tokenizer(sequences: Iterable[str], vocab_size: int = 4096) -> Pre
     return _finish(tokenizer, sequences, trainer)
 
 
-def _finish(tokenizer: Tokenizer, texts: Iterable[str], trainer) -> PreTrainedTokenizerFast:
+def _finish(
+    tokenizer: Tokenizer, texts: Iterable[str], trainer, eos_token: str | None = None
+) -> PreTrainedTokenizerFast:
     """Train, add BigBird's `[CLS] a [SEP] (b [SEP])` template and wrap for transformers."""
     tokenizer.train_from_iterator(texts, trainer=trainer)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
@@ -87,4 +106,5 @@ def _finish(tokenizer: Tokenizer, texts: Iterable[str], trainer) -> PreTrainedTo
         tokenizer_object=tokenizer,
         model_input_names=["input_ids", "token_type_ids", "attention_mask"],
         **BIGBIRD_SPECIAL_TOKENS,
+        **({} if eos_token is None else {"eos_token": eos_token}),
     )
