@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -337,11 +338,13 @@ def test_too_long_inputs_for_the_model_raise(data, tmp_path):
         summarization.main(new_model_args(data["train"], data["dev"], tmp_path / "a", "--max_seq_length", "1024"))
 
 
-def test_cli_dispatches_to_the_recipe(data, tmp_path, monkeypatch):
+def test_cli_dispatches_to_the_recipe(data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["longbird"])
-    with pytest.raises(ValueError, match=r"--text_column"):
+    with pytest.raises(SystemExit) as done:  # the recipe's input error, as the command reports it
         cli.main(["train", "summarization", *new_model_args(data["train"], data["dev"], tmp_path / "a",
                                                             "--text_column", "body")])
+    assert done.value.code == 2
+    assert re.search(r"^longbird: error: .*--text_column", capsys.readouterr().err, flags=re.MULTILINE)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,25 +3,60 @@
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+#: the model types of each longbird family (its own and the reference implementation's): a
+#: checkpoint of one family cannot be loaded by the classes of another
+MODEL_FAMILIES = {
+    "longbird_bigbird": ("longbird_bigbird", "big_bird"),
+    "longbird_etc": ("longbird_etc",),
+    "longbird_bigbird_pegasus": ("longbird_bigbird_pegasus", "bigbird_pegasus"),
+}
+#: the class to name when a checkpoint says nothing about its own (no `architectures`)
+_FAMILY_CLASSES = {
+    "longbird_bigbird": "BigBirdModel",
+    "longbird_etc": "EtcModel",
+    "longbird_bigbird_pegasus": "BigBirdPegasusForConditionalGeneration",
+}
+
+
 class AcceptsReferenceConfig:
     """A config that takes the `config.json` of the reference implementation's model type
     (`reference_model_type`, e.g. transformers' "big_bird") as its own, so
-    `from_pretrained(folder)` of a reference checkpoint needs no manual step."""
+    `from_pretrained(folder)` of a reference checkpoint needs no manual step, and refuses the
+    `config.json` of another longbird family (e.g. an ETC checkpoint given to `BigBirdModel`),
+    which transformers would only warn about before returning a randomly initialised model."""
 
-    reference_model_type: str
+    reference_model_type: str | None = None
 
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
-        if config_dict.get("model_type") == cls.reference_model_type:
+        if cls.reference_model_type and config_dict.get("model_type") == cls.reference_model_type:
             config_dict = {**config_dict, "model_type": cls.model_type}
         return super().from_dict(config_dict, **kwargs)
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
-        if config_dict.get("model_type") == cls.reference_model_type:
+        check_model_family(cls.model_type, config_dict, pretrained_model_name_or_path)
+        if cls.reference_model_type and config_dict.get("model_type") == cls.reference_model_type:
             config_dict["model_type"] = cls.model_type
         return config_dict, kwargs
+
+
+def check_model_family(model_type: str, config_dict: dict, source) -> None:
+    """Raise when `config_dict` (read from `source`) is a checkpoint of another longbird family than
+    `model_type`'s. Other model types pass (transformers warns): e.g. BigBird warm-started
+    from a BERT/RoBERTa checkpoint is a known use."""
+    found = config_dict.get("model_type")
+    family = next((name for name, types in MODEL_FAMILIES.items() if found in types), None)
+    if family is None or found in MODEL_FAMILIES.get(model_type, (model_type,)):
+        return
+    saved = [name for name in config_dict.get("architectures") or [] if isinstance(name, str)]
+    right = saved[0] if saved else _FAMILY_CLASSES[family]
+    raise ValueError(
+        f"{str(source)!r} holds a {found} checkpoint, which the {model_type} classes cannot load (its weights "
+        f"would be dropped and the model randomly initialised). Load it with longbird.{right}, or with "
+        f"transformers.AutoModel / AutoModelFor<task> after `import longbird`, which pick the right class."
+    )
 
 
 @strict

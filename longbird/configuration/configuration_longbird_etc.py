@@ -3,13 +3,15 @@
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from .configuration_longbird_bigbird import AcceptsReferenceConfig
+
 #: relative ids past the 2k+1 position labels: l2g/g2l "other sentence" and "own sentence", and
 #: the HotpotQA/WikiHop "other paragraph" id (the reference reserves these three)
 NUM_OTHER_RELATIVE_IDS = 3
 
 
 @strict
-class EtcConfig(PreTrainedConfig):
+class EtcConfig(AcceptsReferenceConfig, PreTrainedConfig):
     r"""Configuration of an ETC (Extended Transformer Construction) encoder.
 
     Field names, meanings and the model's numerics follow Google's `etcmodel` (the TF reference);

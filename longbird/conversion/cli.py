@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli import report_user_error
 from .etc_tf import convert_etc_tf_checkpoint
 
 
@@ -23,9 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _, report = convert_etc_tf_checkpoint(args.tf_checkpoint, args.config, args.output, args.allow_missing)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"longbird-convert: {error}", file=sys.stderr)
-        return 1
+    except Exception as error:  # a user error (missing file, a checkpoint that does not fit): one line
+        if not report_user_error("longbird-convert", error):
+            raise  # a bug: its traceback
+        return 2
     print(report.summary())
     print(f"saved to {args.output}; load it with longbird.EtcModel.from_pretrained({args.output!r})")
     return 0

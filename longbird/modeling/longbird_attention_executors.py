@@ -18,6 +18,7 @@ Global-local graphs (ETC, `GlobalLocalGraph`) have their own pair of executors b
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -81,7 +82,8 @@ class GatherPlan:
     @staticmethod
     def of(graph: BlockGraph, dtype: torch.dtype, device: torch.device) -> GatherPlan:
         memo = (dtype, device)
-        if memo not in graph.cache:
+        plan = graph.cache.get(memo)  # one lookup: safe if another thread fills the memo meanwhile
+        if plan is None:
             host = graph.on_host()
             b, h, nb, s = host.key_blocks.shape
             bs = host.block_size
@@ -101,26 +103,44 @@ class GatherPlan:
             real = (rows < nb).unsqueeze(1).expand(b, h, rows.shape[1]).reshape(-1)
             target = (rows.unsqueeze(1) + torch.arange(b * h).view(b, h, 1) * nb).reshape(-1)[real]
             source = None if bool(real.all()) else real.nonzero().squeeze(1).to(device)
-            graph.cache[memo] = GatherPlan(routing, sparse_bias, key_bias, source, target.to(device))
-        return graph.cache[memo]
+            plan = GatherPlan(routing, sparse_bias, key_bias, source, target.to(device))
+            plan = graph.cache.setdefault(memo, plan)  # atomic: every caller gets the same plan
+        return plan
 
+
+# Caches shared by every call (and so by every thread): `_ROUTINGS` below is guarded by a lock;
+# the graph-building caches (longbird_attention_graph) are functools.lru_cache, which is
+# thread-safe; `graph.cache` memos belong to one batch's graph and are filled with
+# dict.get/setdefault only (never evicted). tests/test_thread_safety.py runs models from several
+# threads against a tiny LRU and compares with single-threaded outputs.
 
 _ROUTINGS: OrderedDict = OrderedDict()  # (graph structure, device) -> SlotRouting; a small LRU
+_ROUTINGS_SIZE = 256
+_ROUTINGS_LOCK = threading.Lock()
 
 
 def _routing(host: BlockGraph, device: torch.device) -> SlotRouting:
-    """The slot routing of a graph; depends only on its structure, so batches of one shape share it."""
+    """The slot routing of a graph; depends only on its structure, so batches of one shape share it.
+
+    Lookup (with its move to the LRU end) and insert (with its eviction) each hold the lock, so
+    a thread never sees an entry vanish between them; the routing itself is built outside it
+    (two threads may build the same one; the first stored wins)."""
     memo = (host.structure, device) if host.structure is not None else None
-    if memo is not None and memo in _ROUTINGS:
-        _ROUTINGS.move_to_end(memo)
-        return _ROUTINGS[memo]
+    if memo is not None:
+        with _ROUTINGS_LOCK:
+            routing = _ROUTINGS.get(memo)
+            if routing is not None:
+                _ROUTINGS.move_to_end(memo)
+                return routing
     b, h, nb, s = host.key_blocks.shape
     flat = host.key_blocks + torch.arange(b * h).view(b, h, 1, 1) * nb
     routing = SlotRouting.from_slots(flat.view(-1, s), host.slot_valid.view(-1, s), nb).to(device)
     if memo is not None:
-        _ROUTINGS[memo] = routing
-        if len(_ROUTINGS) > 256:
-            _ROUTINGS.popitem(last=False)
+        with _ROUTINGS_LOCK:
+            routing = _ROUTINGS.setdefault(memo, routing)
+            _ROUTINGS.move_to_end(memo)
+            while len(_ROUTINGS) > _ROUTINGS_SIZE:
+                _ROUTINGS.popitem(last=False)
     return routing
 
 
@@ -326,6 +346,7 @@ def dense_attention(
 
 
 _compiled_flex = None
+_COMPILE_LOCK = threading.Lock()
 
 
 def flex_attention(
@@ -340,13 +361,16 @@ def flex_attention(
 
     global _compiled_flex
     memo = ("flex", query.dtype, query.device)
-    if memo not in graph.cache:
-        graph.cache[memo] = _flex_masks(graph, query.dtype, query.device)
-    block_mask, score_mod = graph.cache[memo]
+    masks = graph.cache.get(memo)
+    if masks is None:
+        masks = graph.cache.setdefault(memo, _flex_masks(graph, query.dtype, query.device))
+    block_mask, score_mod = masks
     fn = _flex
     if query.is_cuda or not torch.is_grad_enabled():
         if _compiled_flex is None:
-            _compiled_flex = torch.compile(_flex, dynamic=False)
+            with _COMPILE_LOCK:  # one compiled wrapper for every thread
+                if _compiled_flex is None:
+                    _compiled_flex = torch.compile(_flex, dynamic=False)
         fn = _compiled_flex
     return fn(query, key, value, score_mod=score_mod, block_mask=block_mask, scale=scale)
 
@@ -566,8 +590,9 @@ def _long_side_layout(graph: GlobalLocalGraph, backend: str, n: int, num_ids: in
     Blocked: l2l `[B, 1, nb, L, 3L]` (each query block's three key blocks) and l2g
     `[B, 1, nb * L, m]` (over the flat, block-padded queries)."""
     memo = ("long", backend, num_ids)
-    if memo in graph.cache:
-        return graph.cache[memo]
+    layout = graph.cache.get(memo)
+    if layout is not None:
+        return layout
     radius = graph.radius
     # window columns outside the sequence never count, whatever a caller's mask says
     local_mask = graph.l2l_mask & window_in_range(n, radius, graph.l2l_mask.device)
@@ -591,8 +616,7 @@ def _long_side_layout(graph: GlobalLocalGraph, backend: str, n: int, num_ids: in
     local_ids = masked_ids(local_ids, local_mask, num_ids) if num_ids else None
     side_ids = masked_ids(side_ids, side_mask, num_ids) if num_ids else None
     layout = tuple(None if t is None else t.unsqueeze(1) for t in (local_mask, local_ids, side_mask, side_ids))
-    graph.cache[memo] = layout
-    return layout
+    return graph.cache.setdefault(memo, layout)
 
 
 def _take_window(window: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -632,11 +656,12 @@ def global_side_attention(
     softmax; `O(m (m + n))` memory, linear in the long length."""
     num_ids = relative.num_ids if relative is not None else 0
     memo = ("global", num_ids)
-    if memo not in graph.cache:
-        graph.cache[memo] = [
+    pieces = graph.cache.get(memo)
+    if pieces is None:
+        pieces = graph.cache.setdefault(memo, [
             (mask.unsqueeze(1), masked_ids(ids, mask, num_ids).unsqueeze(1) if num_ids and ids is not None else None)
             for mask, ids in ((graph.g2g_mask, graph.g2g_ids), (graph.g2l_mask, graph.g2l_ids))
-        ]
-    (g2g_mask, g2g_ids), (g2l_mask, g2l_ids) = graph.cache[memo]
+        ])
+    (g2g_mask, g2g_ids), (g2l_mask, g2l_ids) = pieces
     parts = [KeyPart(key, value, g2g_mask, g2g_ids), KeyPart(long_key, long_value, g2l_mask, g2l_ids)]
     return fused_attention(query, parts, scale, relative, dropout, training, return_weights)

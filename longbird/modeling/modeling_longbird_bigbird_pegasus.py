@@ -25,12 +25,14 @@ from ..configuration.configuration_longbird_bigbird_pegasus import BigBirdPegasu
 from ..configuration.configuration_longbird_etc import EtcConfig
 from .modeling_longbird_bigbird import (
     BigBirdSelfAttention,
+    ValueChecks,
     activation,
     check_inputs,
     layer_graphs,
     make_layout,
     strip_attention,
     sparse_pattern,
+    table_size,
     to_internal,
 )
 from .modeling_longbird_etc import EtcModel
@@ -108,14 +110,18 @@ class BigBirdPegasusEncoder(nn.Module):
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        batch, seq_len, device = check_inputs(config, input_ids, inputs_embeds, attention_mask, None, None, None)
+        checks = ValueChecks()
+        batch, seq_len, device = check_inputs(
+            config, input_ids, inputs_embeds, attention_mask, None, None, None,
+            checks=checks, vocab_size=table_size(self.embed_tokens, config),
+        )
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq_len, dtype=torch.long, device=device)
+        layout = make_layout(config, attention_mask, None, checks=checks)  # settles the checks: before any lookup
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         hidden = self.dropout(inputs_embeds + self.embed_positions((batch, seq_len)).to(inputs_embeds.dtype))
 
-        layout = make_layout(config, attention_mask, None)
         global_embeds = None
         if config.num_global_tokens:
             global_embeds = self.dropout(self.global_token_embeddings.weight).unsqueeze(0).expand(batch, -1, -1)

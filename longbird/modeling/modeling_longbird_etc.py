@@ -40,7 +40,13 @@ from .longbird_global_local_graph import (
     example_ids_from_breakpoints,
     fixed_block_globals,
 )
-from .modeling_longbird_bigbird import activation, sequence_classification_loss
+from .modeling_longbird_bigbird import (
+    ValueChecks,
+    activation,
+    check_integer_ids,
+    sequence_classification_loss,
+    table_size,
+)
 
 #: explicit graph inputs a caller may pass (flexible masking), and the graph fields they fill
 GRAPH_INPUTS = {
@@ -73,14 +79,16 @@ class EtcInputs:
     graph: GlobalLocalGraph
 
 
-def prepare_inputs(config: EtcConfig, **inputs) -> EtcInputs:
+def prepare_inputs(config: EtcConfig, *, vocab_size: int | None = None, **inputs) -> EtcInputs:
     """Fill in what the caller left out, following the reference, and build the graph.
 
     * No global input: fixed-block global tokens (one per `num_tokens_per_block` long tokens).
     * No breakpoints: one example per row, its real tokens given by the attention masks.
     * Explicit `*_att_mask` / `*_relative_att_ids` replace the built pieces.
+
+    `vocab_size`: rows of the token table (default config.vocab_size).
     """
-    check_inputs(config, inputs)
+    check_inputs(config, inputs, vocab_size)
     input_ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
     first = input_ids if input_ids is not None else embeds
     batch, n_long, device = first.shape[0], first.shape[1], first.device
@@ -136,19 +144,37 @@ def _example_ids(breakpoints: torch.Tensor | None, mask: torch.Tensor) -> torch.
     return example_ids_from_breakpoints(breakpoints.long()) * mask.long()
 
 
-def check_inputs(config: EtcConfig, inputs: dict) -> None:
+def check_inputs(config: EtcConfig, inputs: dict, vocab_size: int | None = None) -> None:
     """Clear errors, naming the argument and the fix, for inputs that would fail deep in torch or
     give silently wrong outputs."""
     input_ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
     if (input_ids is None) == (embeds is None):
         raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds` (the long input).")
+    if input_ids is not None:
+        check_integer_ids("input_ids", input_ids)
     first = input_ids if input_ids is not None else embeds
     if first.dim() != (2 if input_ids is not None else 3):
-        raise ValueError(f"`input_ids` must be [batch, long_length]; got shape {tuple(first.shape)}.")
+        expected = "[batch, long_length]" if input_ids is not None else "[batch, long_length, hidden]"
+        name = "input_ids" if input_ids is not None else "inputs_embeds"
+        raise ValueError(f"`{name}` must be {expected}; got shape {tuple(first.shape)}.")
     batch, n_long = first.shape[:2]
-    global_first = inputs.get("global_input_ids")
-    if global_first is None:
-        global_first = inputs.get("global_inputs_embeds")
+    if batch == 0:
+        raise ValueError("The batch is empty (batch_size 0); pass at least one example.")
+    if n_long == 0:
+        raise ValueError("The long input is empty (0 tokens); pass at least one token per row.")
+    global_ids, global_embeds = inputs.get("global_input_ids"), inputs.get("global_inputs_embeds")
+    if global_ids is not None and global_embeds is not None:
+        raise ValueError("Pass at most one of `global_input_ids` and `global_inputs_embeds` (the global input).")
+    if global_ids is not None:
+        check_integer_ids("global_input_ids", global_ids)
+    global_first = global_ids if global_ids is not None else global_embeds
+    if global_first is not None and global_first.dim() != (2 if global_ids is not None else 3):
+        name = "global_input_ids" if global_ids is not None else "global_inputs_embeds"
+        expected = "[batch, global_length]" if global_ids is not None else "[batch, global_length, hidden]"
+        raise ValueError(
+            f"`{name}` must be {expected}; got shape {tuple(global_first.shape)}. For one example, add the batch "
+            f"dimension (e.g. ids.unsqueeze(0)), as for `input_ids`."
+        )
     n_global = None if global_first is None else global_first.shape[1]
     if global_first is not None:
         if global_first.shape[0] != batch:
@@ -223,6 +249,15 @@ def check_inputs(config: EtcConfig, inputs: dict) -> None:
         size = getattr(config, table)
         if value is not None and value.numel() and (int(value.min()) < 0 or int(value.max()) >= size):
             raise ValueError(f"`{name}` must lie in [0, {size - 1}] (config.{table}={size}).")
+    # ids and 0/1 masks: checked at once on CPU; on an accelerator without a host sync (ValueChecks)
+    checks = ValueChecks()
+    for name in ("input_ids", "global_input_ids"):
+        if inputs.get(name) is not None:
+            checks.token_ids(name, inputs[name], vocab_size or config.vocab_size)
+    for name in ("attention_mask", "global_attention_mask"):
+        if inputs.get(name) is not None:
+            checks.zeros_and_ones(name, inputs[name])
+    checks.assert_on_device()
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,6 +546,7 @@ class EtcModel(EtcPreTrainedModel):
         return_dict = config.return_dict if return_dict is None else return_dict
         batch = prepare_inputs(
             config,
+            vocab_size=table_size(self.embeddings.token_embeddings, config),
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,

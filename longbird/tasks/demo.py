@@ -53,12 +53,9 @@ def run(argv: list[str] | None = None) -> dict:
 
     from longbird.tasks import recipe, sequence_classification
 
-    import torch
-
-    # pinned host memory only helps copies to a GPU (and warns without one)
-    pin_memory = ["--dataloader_pin_memory", str(torch.cuda.is_available()).lower()]
+    # (recipe.parse_args turns pinned memory off without an accelerator: no DataLoader warning)
     model_args, data_args, training_args = recipe.parse_args(
-        DEMO_ARGS + pin_memory + list(argv or []), sequence_classification.ClassificationDataArguments
+        DEMO_ARGS + list(argv or []), sequence_classification.ClassificationDataArguments
     )
     metrics = sequence_classification.train(model_args, data_args, training_args)
     output_dir = training_args.output_dir

@@ -19,6 +19,10 @@ Trainer builds its own Accelerator from the launcher's environment; nothing here
 from __future__ import annotations
 
 import ast
+import contextlib
+import dataclasses
+import difflib
+import json
 import os
 import shlex
 import sys
@@ -28,8 +32,10 @@ from typing import Any
 
 import datasets
 import evaluate
+import torch
 import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, PreTrainedTokenizerBase, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -96,15 +102,33 @@ def parse_args(
     argument is read as a config file. Flags are those of `TrainingArguments` plus the task's."""
     parser = HfArgumentParser((ModelArguments, data_class, training_class))
     argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        parsed = parser.parse_json_file(argv[0])
-    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        parsed = parser.parse_yaml_file(argv[0])
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        text = Path(argv[0]).read_text(encoding="utf-8")
+        if argv[0].endswith(".json"):
+            values = json.loads(text)
+        else:
+            import yaml  # transformers' dependency, as in HfArgumentParser.parse_yaml_file
+
+            values = yaml.safe_load(text)
+        if not isinstance(values, dict):
+            raise ValueError(f"{argv[0]} must hold a mapping of argument names to values, e.g. {{\"do_train\": true}}.")
+        parsed = parser.parse_dict(values)
+        given = set(values)
     else:
         parsed = parser.parse_args_into_dataclasses(argv)
+        given = {arg.lstrip("-").split("=", 1)[0].replace("-", "_") for arg in argv if arg.startswith("--")}
     model_args, data_args, training_args = parsed
+    if "dataloader_pin_memory" not in given and (training_args.use_cpu or not _has_accelerator()):
+        # pinned host memory only speeds up copies to an accelerator; without one, torch warns
+        # about it in every DataLoader (an explicit --dataloader_pin_memory is kept)
+        training_args.dataloader_pin_memory = False
     check_arguments(model_args, data_args, training_args)
     return model_args, data_args, training_args
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)  # torch's own test for its pin_memory warning
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> None:
@@ -119,6 +143,13 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
         path = getattr(data_args, name)
         if path and not os.path.isfile(path):
             raise ValueError(f"--{name} {path!r} does not exist.")
+    for name in ("model_name_or_path", "tokenizer_name"):
+        value = getattr(model_args, name)
+        if value and _looks_like_path(value) and not os.path.isdir(value):
+            raise ValueError(
+                f"--{name} {value!r} is not a folder; pass a checkpoint folder (the --output_dir of a run, with "
+                f"config.json) or a Hub id such as 'google/bigbird-roberta-base'."
+            )
     if model_args.model_name_or_path is None and model_args.tokenizer_name is None and model_args.train_tokenizer is None:
         raise ValueError(
             "A new model needs a tokenizer: pass --tokenizer_name (an existing tokenizer) or --train_tokenizer "
@@ -132,6 +163,11 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
                 f"--resume_from_checkpoint {training_args.resume_from_checkpoint!r} is not a folder; pass a "
                 "checkpoint-N folder, or 'latest' for the newest one in --output_dir."
             )
+
+
+def _looks_like_path(name: str) -> bool:
+    """A local path rather than a Hub id ('name' or 'owner/name')."""
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or os.path.exists(name)
 
 
 def load_splits(data_args: DataArguments, required: list[str], **builder_kwargs: Any) -> datasets.DatasetDict:
@@ -277,9 +313,12 @@ def load_model(auto_class, model_args: ModelArguments, tokenizer, *, do_train: b
     overrides = parse_overrides(model_args.config_overrides)
     task = auto_class.__name__.removeprefix("AutoModelFor").removeprefix("AutoModel") or "base model"
     if model_args.model_name_or_path:
-        config = AutoConfig.from_pretrained(
-            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **config_kwargs, **overrides
-        )
+        with _naming_overrides(model_args.config_overrides):
+            config = AutoConfig.from_pretrained(
+                model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **config_kwargs,
+                **overrides,
+            )
+        _check_override_names(overrides, type(config))
         target = _head_class(auto_class, config, model_args.model_name_or_path, task)
         saved = config.architectures or []
         if not do_train and target.__name__ not in saved:
@@ -303,10 +342,38 @@ def load_model(auto_class, model_args: ModelArguments, tokenizer, *, do_train: b
     special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id")
                for name in ("pad", "bos", "eos", "sep", "cls", "mask")
                if getattr(tokenizer, f"{name}_token_id", None) is not None}
-    config = AutoConfig.for_model(model_args.model_type, vocab_size=len(tokenizer), **{**special, **config_kwargs, **overrides})
+    _check_override_names(overrides, type(AutoConfig.for_model(model_args.model_type)))
+    with _naming_overrides(model_args.config_overrides):
+        config = AutoConfig.for_model(
+            model_args.model_type, vocab_size=len(tokenizer), **{**special, **config_kwargs, **overrides}
+        )
     _head_class(auto_class, config, f"--model_type {model_args.model_type}", task)
     _check_length(config, max_length)
     return auto_class.from_config(config)
+
+
+def _check_override_names(overrides: dict[str, Any], config_class: type) -> None:
+    """--config_overrides may only set fields the config has: a misspelt one would be kept as an
+    unused attribute, and the model built without the change."""
+    known = {f.name for f in dataclasses.fields(config_class)} | {n for n in dir(config_class) if not n.startswith("_")}
+    unknown = [name for name in overrides if name not in known]
+    if unknown:
+        hints = [f"{name!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, n=1))
+                 else repr(name) for name in unknown]
+        raise ValueError(
+            f"--config_overrides: {config_class.model_type} configs have no field {', '.join(hints)}; see the "
+            f"fields of {config_class.__name__}."
+        )
+
+
+@contextlib.contextmanager
+def _naming_overrides(text: str | None):
+    """A config field's type error (huggingface_hub's strict dataclasses) as a ValueError naming --config_overrides."""
+    try:
+        yield
+    except StrictDataclassError as error:
+        message = " ".join(str(error).split())  # huggingface_hub's message spans indented lines
+        raise ValueError(f"--config_overrides {text!r}: {message}") from None
 
 
 def _check_length(config, max_length: int | None) -> None:
