@@ -1,4 +1,5 @@
-"""The `longbird` command line: `longbird demo`, `longbird speed`, `longbird train <task> ...`.
+"""The `longbird` command line: `longbird demo`, `longbird speed`, `longbird train <task> ...`,
+`longbird convert etc-tf ...` (`longbird-convert` is an alias of `longbird convert`).
 
 Errors the user caused (a bad flag value, a missing file, data or a checkpoint that does not fit)
 end the command with one line, `longbird: error: ...`, and exit code 2; anything else (a bug)
@@ -18,14 +19,17 @@ from huggingface_hub.errors import StrictDataclassError
 
 from longbird.tasks import RECIPES
 
-COMMANDS = {"demo": "longbird.tasks.demo", "speed": "longbird.tasks.speed", "train": None}
+COMMANDS = {"demo": "longbird.tasks.demo", "speed": "longbird.tasks.speed", "train": None, "convert": None}
 
 
 def _usage() -> str:
-    return (f"usage: longbird demo [options]      (train, evaluate and use a small model on shipped data)\n"
-            f"       longbird speed [options]     (block-sparse vs full attention: time and memory)\n"
-            f"       longbird train {{{','.join(RECIPES)}}} [options]   (add --help for a command's options)\n"
-            f"An error in the input is reported in one line; LONGBIRD_TRACEBACK=1 shows its traceback.")
+    return (
+        f"usage: longbird demo [options]      (train, evaluate and use a small model on shipped data)\n"
+        f"       longbird speed [options]     (block-sparse vs full attention: time and memory)\n"
+        f"       longbird train {{{','.join(RECIPES)}}} [options]   (add --help for a command's options)\n"
+        "       longbird convert etc-tf --tf-checkpoint CKPT --config JSON --output DIR   (TF ETC -> EtcModel)\n"
+        f"An error in the input is reported in one line; LONGBIRD_TRACEBACK=1 shows its traceback."
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,6 +48,11 @@ def _run(argv: list[str]) -> None:
             sys.exit(0 if len(argv) > 1 and argv[1] in ("-h", "--help") else 2)
         sys.argv = [f"longbird train {argv[1]}", *argv[2:]]  # --help and the model card show this command
         importlib.import_module(RECIPES[argv[1]]).main(argv[2:])
+        return
+    if argv[0] == "convert":
+        from longbird.conversion.cli import parse_args, run
+
+        run(parse_args(argv[1:], prog="longbird convert"))  # a user error: main's one line, `longbird: error: ...`
         return
     importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
 
@@ -107,6 +116,7 @@ def user_errors_as_one_line(prog: str):
         if not report_user_error(prog, error):
             raise
         raise SystemExit(2) from None
+
 
 if __name__ == "__main__":
     main()

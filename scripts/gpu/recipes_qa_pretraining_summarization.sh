@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The other recipes under the accelerate configs on a GPU: QA (ETC) with DDP, MLM pretraining
+# GPU check of the recipes not run by recipes_ddp_fsdp_deepspeed.sh, under the accelerate configs: QA (ETC) with DDP, MLM pretraining
 # (BigBird) with FSDP, summarization (BigBird-Pegasus) with DeepSpeed ZeRO-2; one process each.
 # Needs the package and its dependencies installed (rouge-score for the summarization metric).
-#   bash bench/gpu_recipes_more.sh OUT DATA_DIR
+# Run from the repository root:
+#   bash scripts/gpu/recipes_qa_pretraining_summarization.sh OUT DATA_DIR | tee scripts/gpu/results/recipes_qa_pretraining_summarization_<gpu>.txt
 # DATA_DIR, from ../shared/data: xquad_en/xquad.en.json as is; scitldr_train.jsonl / scitldr_dev.jsonl =
 # the first 300 / 40 lines of scitldr/SciTLDR-A.{train,dev}.jsonl; wiki_train.tokens / wiki_test.tokens =
 # the first 3,000 / 400 lines of wikitext2_subset/wiki.{valid,test}.tokens.

@@ -1,6 +1,6 @@
 """GPU check of the sparse core: executors agree on CUDA, and what each costs.
 
-Run on a CUDA machine: `python bench/gpu_check.py`. Prints (1) max differences between the
+Run on a CUDA machine: `python scripts/gpu/check_sparse_core.py`. Prints (1) max differences between the
 gather, dense and flex executors (forward and gradients) on a padded batch, and (2) eval-forward
 and training-step times of a 4-layer, hidden-768 encoder: longbird (gather, flex), transformers'
 BigBird block_sparse and a full-attention SDPA encoder, side by side in one process.
@@ -57,9 +57,16 @@ def timed(fn, device, repeats, warmup=3):
 
 
 def build(name: str, length: int):
-    sizes = dict(hidden_size=768, num_hidden_layers=4, num_attention_heads=12, intermediate_size=3072,
-                 vocab_size=32000, max_position_embeddings=max(length, 4096), hidden_dropout_prob=0.0,
-                 attention_probs_dropout_prob=0.0)
+    sizes = dict(
+        hidden_size=768,
+        num_hidden_layers=4,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        vocab_size=32000,
+        max_position_embeddings=max(length, 4096),
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     if name.startswith("longbird"):
         backend = name.split("_")[1]
         cfg = longbird.BigBirdConfig(attention_backend=backend, **sizes)

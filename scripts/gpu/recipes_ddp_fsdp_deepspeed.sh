@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # GPU check of the Trainer recipes under accelerate (DDP, FSDP, DeepSpeed ZeRO-2 configs from
-# examples/accelerate/) and of the sparse core (bench/gpu_check.py), on one CUDA machine.
-#   bash bench/gpu_recipes.sh [OUT_DIR] [PROMOTER_FOLDS_DIR]
+# examples/accelerate/) and of the sparse core (scripts/gpu/check_sparse_core.py), on one CUDA machine.
+# Run from the repository root:
+#   bash scripts/gpu/recipes_ddp_fsdp_deepspeed.sh [OUT_DIR] [PROMOTER_FOLDS_DIR] | tee scripts/gpu/results/recipes_ddp_fsdp_deepspeed_<gpu>.txt
 # PROMOTER_FOLDS_DIR holds fold_1.csv/fold_2.csv of ../shared/data/epdnew_promoters_300 (optional:
 # without it the full-fold run is skipped). With one GPU the configs run one process each: this
 # checks that each launch path trains, evaluates and saves, not multi-GPU scaling.
 set -uo pipefail
-out=${1:-/tmp/gpu_recipes}
+out=${1:-/tmp/recipes_ddp_fsdp_deepspeed}
 folds=${2:-}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -17,7 +18,7 @@ common=(--max_steps 40 --per_device_train_batch_size 32 --logging_steps 10 --rep
         --eval_strategy no --bf16)
 
 step "sparse core: executors agree on CUDA, speed vs transformers' BigBird"
-timeout 240 python3 bench/gpu_check.py --lengths 4096 16384 --repeats 3 2>&1 | grep -v Warning
+timeout 240 python3 scripts/gpu/check_sparse_core.py --lengths 4096 16384 --repeats 3 2>&1 | grep -v Warning
 
 step "longbird demo on the GPU (default arguments)"
 timeout 240 python3 -m longbird.cli demo --output_dir "$out/demo" 2>&1 | grep -v "it/s\]\|Warning" | tail -25
