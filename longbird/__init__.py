@@ -28,17 +28,17 @@ from .modeling import (
     EtcForTokenClassification,
     EtcModel,
 )
-from .modeling.pipeline_longbird_question_answering import LongQuestionAnsweringPipeline
-from .modeling.pipeline_longbird_summarization import LongSummarizationPipeline
 from .modeling.remote_code import AUTO_MAP, PIPELINES
+from .pipelines import LongQuestionAnsweringPipeline, LongSummarizationPipeline
 
 __version__ = "0.1.0"
 
 
 def _resolve(path: str):
-    """"module.Class" of the flat map -> the class in this package."""
+    """The class in this package that a "module.Class" path of the flat map names."""
     module, name = path.split(".")
-    package = "configuration" if module.startswith("configuration_") else "modeling"
+    packages = {"configuration_": "configuration", "pipeline_": "pipelines"}
+    package = next((p for prefix, p in packages.items() if module.startswith(prefix)), "modeling")
     return getattr(importlib.import_module(f"{__name__}.{package}.{module}"), name)
 
 

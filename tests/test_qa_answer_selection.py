@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from longbird.modeling.pipeline_longbird_question_answering import select_answers
+from longbird.pipelines.pipeline_longbird_question_answering import select_answers
 from longbird.tasks import question_answering as qa
 from longbird.tasks import recipe
 
@@ -22,7 +22,9 @@ def random_windows(rng: np.random.Generator, lengths: list[int]) -> list[tuple]:
     for length in lengths:
         n = 1 + QUESTION_TOKENS + length + 1
         is_context = [False] * (1 + QUESTION_TOKENS) + [True] * length + [False]
-        offsets = [(0, 0)] * (1 + QUESTION_TOKENS) + [(position + i, position + i + 1) for i in range(length)] + [(0, 0)]
+        offsets = (
+            [(0, 0)] * (1 + QUESTION_TOKENS) + [(position + i, position + i + 1) for i in range(length)] + [(0, 0)]
+        )
         windows.append((rng.normal(size=n), rng.normal(size=n), is_context, offsets))
         position += length
     return windows
@@ -216,15 +218,21 @@ def test_recipe_evaluation_picks_the_middle_window_too():
     end = np.full((len(windows), width), -100.0)
     for i, (s, e, _, _) in enumerate(windows):
         start[i, : len(s)], end[i, : len(e)] = s, e
-    features = datasets.Dataset.from_dict({
-        "example_id": ["q1"] * len(windows),
-        "offset_mapping": [[list(o) if c else None for o, c in zip(w[3], w[2])] for w in windows],
-    })
+    features = datasets.Dataset.from_dict(
+        {
+            "example_id": ["q1"] * len(windows),
+            "offset_mapping": [[list(o) if c else None for o, c in zip(w[3], w[2])] for w in windows],
+        }
+    )
     answer_start = context.index("ANSWER")
-    examples = datasets.Dataset.from_dict({
-        "id": ["q1"], "question": ["Which word?"], "context": [context],
-        "answers": [{"text": ["ANSWER"], "answer_start": [answer_start]}],
-    })
+    examples = datasets.Dataset.from_dict(
+        {
+            "id": ["q1"],
+            "question": ["Which word?"],
+            "context": [context],
+            "answers": [{"text": ["ANSWER"], "answer_start": [answer_start]}],
+        }
+    )
     scorer = qa.AnswerScorer(qa.QADataArguments(), metric=recipe.load_metric("squad"))
     answers = scorer.answers(examples, features, (start, end))
     assert answers == {"q1": "ANSWER"}

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer, pipeline
 
 import longbird
-from longbird.modeling import pipeline_longbird_summarization as summarization_module
+from longbird.pipelines import pipeline_longbird_summarization as summarization_module
 from longbird.tokenization import train_tokenizer
 
 SENTENCES = [
@@ -30,10 +30,20 @@ def tokenizer():
 
 def tiny_model(tokenizer):
     config = longbird.BigBirdPegasusConfig(
-        vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=LIMIT,
-        block_size=8, num_random_blocks=1, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=LIMIT,
+        block_size=8,
+        num_random_blocks=1,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     return longbird.BigBirdPegasusForConditionalGeneration(config).eval()
@@ -97,8 +107,9 @@ def test_truncation_warns_with_tokens_kept_and_total(tokenizer, model, caplog):
     assert f"first 64 of {total} tokens" in messages[1]
     # and what was read is exactly the first LIMIT tokens
     truncated = tokenizer(document, truncation=True, max_length=LIMIT, return_tensors="pt")
-    expected = model.generate(input_ids=truncated["input_ids"], attention_mask=truncated["attention_mask"],
-                              max_new_tokens=5, min_new_tokens=5)
+    expected = model.generate(
+        input_ids=truncated["input_ids"], attention_mask=truncated["attention_mask"], max_new_tokens=5, min_new_tokens=5
+    )
     assert out == [{"summary_text": decode(tokenizer, expected[0])}]
 
     caplog.clear()
@@ -165,8 +176,7 @@ def test_chunk_that_cannot_shorten_the_text_raises(tokenizer, model):
 
 
 def test_chunk_set_at_pipeline_creation_and_overridden_per_call(tokenizer, model, calls):
-    summarize = pipeline("long-summarization", model=model, tokenizer=tokenizer, strategy="chunk",
-                         max_input_length=64)
+    summarize = pipeline("long-summarization", model=model, tokenizer=tokenizer, strategy="chunk", max_input_length=64)
     document = " ".join(SENTENCES * 8)
     summarize(document, max_new_tokens=4)
     assert len(calls) > 1 and all(len(inputs) <= 64 for inputs, _ in calls)
@@ -214,8 +224,11 @@ def test_one_dict_per_document_and_lists_with_several_sequences(tokenizer, model
 def test_bad_arguments_name_the_argument_and_the_fix(tokenizer, model):
     summarize = pipeline("long-summarization", model=model, tokenizer=tokenizer)
     document = " ".join(SENTENCES * 8)
-    with pytest.raises(ValueError, match=rf"max_input_length=256 exceeds the model's limit of {LIMIT}.*"
-                                         rf"max_input_length={LIMIT} or less"):
+    with pytest.raises(
+        ValueError,
+        match=rf"max_input_length=256 exceeds the model's limit of {LIMIT}.*"
+        rf"max_input_length={LIMIT} or less",
+    ):
         summarize(document, max_input_length=256)
     with pytest.raises(ValueError, match="max_input_length=256"):
         pipeline("long-summarization", model=model, tokenizer=tokenizer, max_input_length=256)

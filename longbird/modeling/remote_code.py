@@ -21,8 +21,8 @@ Which modules, and why a model loaded from them can save itself again:
   exported module, into its module cache (`HF_MODULES_CACHE/transformers_modules/...`), from a
   local folder and from the Hub alike.
 - The writer takes its sources from the folder this file runs from: in the package, modeling/ and
-  its siblings configuration/ and tokenization/; under remote code, the module cache, which by the
-  point above holds every module. It writes the closure of what the saved config's `auto_map` and
+  its siblings configuration/, tokenization/ and pipelines/; under remote code, the module cache,
+  which by the point above holds every module. It writes the closure of what the saved config's `auto_map` and
   `custom_pipelines` name, and refuses (ValueError) to name a module outside the exported set,
   which the next load would not bring along. The rewritten sources are a fixed point, so
   load -> save -> load -> save gives identical folders.
@@ -40,11 +40,11 @@ if TYPE_CHECKING:  # never runs: transformers' loader copies what these lines im
     from ..configuration.configuration_longbird_bigbird import BigBirdConfig  # noqa: F401
     from ..configuration.configuration_longbird_bigbird_pegasus import BigBirdPegasusConfig  # noqa: F401
     from ..configuration.configuration_longbird_etc import EtcConfig  # noqa: F401
+    from ..pipelines.pipeline_longbird_question_answering import LongQuestionAnsweringPipeline  # noqa: F401
+    from ..pipelines.pipeline_longbird_summarization import LongSummarizationPipeline  # noqa: F401
     from .modeling_longbird_bigbird import BigBirdModel  # noqa: F401
     from .modeling_longbird_bigbird_pegasus import BigBirdPegasusModel  # noqa: F401
     from .modeling_longbird_etc import EtcModel  # noqa: F401
-    from .pipeline_longbird_question_answering import LongQuestionAnsweringPipeline  # noqa: F401
-    from .pipeline_longbird_summarization import LongSummarizationPipeline  # noqa: F401
 
 #: per model type: the Auto class -> "module.Class" of the config and of every head
 AUTO_MAP = {
@@ -69,7 +69,9 @@ AUTO_MAP = {
         "AutoConfig": "configuration_longbird_bigbird_pegasus.BigBirdPegasusConfig",
         "AutoModel": "modeling_longbird_bigbird_pegasus.BigBirdPegasusModel",
         "AutoModelForSeq2SeqLM": "modeling_longbird_bigbird_pegasus.BigBirdPegasusForConditionalGeneration",
-        "AutoModelForSequenceClassification": "modeling_longbird_bigbird_pegasus.BigBirdPegasusForSequenceClassification",
+        "AutoModelForSequenceClassification": (
+            "modeling_longbird_bigbird_pegasus.BigBirdPegasusForSequenceClassification"
+        ),
         "AutoModelForQuestionAnswering": "modeling_longbird_bigbird_pegasus.BigBirdPegasusForQuestionAnswering",
     },
 }
@@ -86,7 +88,7 @@ PIPELINES = {
 REMOVED_TASK_NAMES = {"long-question-answering": "question-answering", "long-summarization": "summarization"}
 
 #: the package folders beside modeling/ that exported modules come from; their imports become sibling imports
-_SIBLING_PACKAGES = ("configuration", "tokenization")
+_SIBLING_PACKAGES = ("configuration", "tokenization", "pipelines")
 _PACKAGE_IMPORT = re.compile(rf"^(\s*)from \.\.(?:{'|'.join(_SIBLING_PACKAGES)})\.", flags=re.MULTILINE)
 #: transformers' patterns for relative imports (dynamic_module_utils.get_relative_imports), verbatim
 _RELATIVE_IMPORTS = (
@@ -112,7 +114,8 @@ def _source(module: str) -> str:
     raise FileNotFoundError(
         f"cannot write the remote code: {module}.py is in none of {[str(f) for f in folders]}. The modules are "
         "taken from beside remote_code.py; a checkpoint whose code was loaded from an incomplete folder cannot "
-        "save it again: load it from a complete checkpoint, or `import longbird` before loading to use the package's code."
+        "save it again: load it from a complete checkpoint, or `import longbird` before loading to use the "
+        "package's code."
     )
 
 

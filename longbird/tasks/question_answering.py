@@ -48,7 +48,7 @@ from transformers import (
 from transformers.trainer_utils import speed_metrics
 from transformers.utils import logging
 
-from longbird.modeling.pipeline_longbird_question_answering import select_answers
+from longbird.pipelines.pipeline_longbird_question_answering import select_answers
 from longbird.tasks import recipe
 from longbird.tokenization import EtcDataCollator, EtcFeaturizer
 
@@ -70,8 +70,10 @@ class QADataArguments(recipe.DataArguments):
     max_answer_length: int = field(default=30, metadata={"help": "Longest answer predicted, in tokens."})
     join_paragraphs: bool = field(
         default=False,
-        metadata={"help": "SQuAD JSON: join all paragraphs of an article into one context (blank lines between), "
-                          "shifting the answers: the long-document mode."},
+        metadata={
+            "help": "SQuAD JSON: join all paragraphs of an article into one context (blank lines between), "
+            "shifting the answers: the long-document mode."
+        },
     )
     version_2_with_negative: bool = field(
         default=False, metadata={"help": "Some questions have no answer (SQuAD v2): the empty answer may be predicted."}
@@ -97,7 +99,9 @@ def is_squad_json(path: str) -> bool:
     except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return False  # JSON lines (or unreadable here): rows, for `datasets`
     articles = content.get("data") if isinstance(content, dict) else None
-    return bool(articles) and isinstance(articles, list) and isinstance(articles[0], dict) and "paragraphs" in articles[0]
+    return (
+        bool(articles) and isinstance(articles, list) and isinstance(articles[0], dict) and "paragraphs" in articles[0]
+    )
 
 
 def load_squad_json(path: str, data_args: QADataArguments) -> datasets.Dataset:
@@ -106,16 +110,22 @@ def load_squad_json(path: str, data_args: QADataArguments) -> datasets.Dataset:
     its paragraphs joined with blank lines, answer starts shifted by their paragraph's offset."""
     articles = datasets.load_dataset("json", data_files={"articles": path}, field="data", split="articles")
     names = data_args.id_column, data_args.question_column, data_args.context_column, data_args.answers_column
-    features = datasets.Features({
-        names[0]: datasets.Value("string"),
-        "title": datasets.Value("string"),
-        names[1]: datasets.Value("string"),
-        names[2]: datasets.Value("string"),
-        names[3]: datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}),
-    })
+    features = datasets.Features(
+        {
+            names[0]: datasets.Value("string"),
+            "title": datasets.Value("string"),
+            names[1]: datasets.Value("string"),
+            names[2]: datasets.Value("string"),
+            names[3]: datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}),
+        }
+    )
     return articles.map(
-        _flatten_articles, batched=True, remove_columns=articles.column_names, features=features,
-        fn_kwargs={"names": names, "join": data_args.join_paragraphs}, desc=f"flatten {os.path.basename(path)}",
+        _flatten_articles,
+        batched=True,
+        remove_columns=articles.column_names,
+        features=features,
+        fn_kwargs={"names": names, "join": data_args.join_paragraphs},
+        desc=f"flatten {os.path.basename(path)}",
     )
 
 
@@ -134,17 +144,22 @@ def _flatten_articles(batch: dict[str, list], names: tuple[str, str, str, str], 
                 rows["title"].append(title or "")
                 rows[question_name].append(qa.get("question") or "")
                 rows[context_name].append(joined if join else paragraph["context"])
-                rows[answers_name].append({
-                    "text": [a["text"] for a in answers],
-                    "answer_start": [a["answer_start"] + (shift if join else 0) for a in answers],
-                })
+                rows[answers_name].append(
+                    {
+                        "text": [a["text"] for a in answers],
+                        "answer_start": [a["answer_start"] + (shift if join else 0) for a in answers],
+                    }
+                )
     return rows
 
 
 def load_qa_splits(data_args: QADataArguments) -> datasets.DatasetDict:
     """--train_file/--validation_file as question rows, every answer checked against its context."""
-    files = {name: path for name, path in (("train", data_args.train_file), ("validation", data_args.validation_file))
-             if path}
+    files = {
+        name: path
+        for name, path in (("train", data_args.train_file), ("validation", data_args.validation_file))
+        if path
+    }
     required = [data_args.question_column, data_args.context_column, data_args.answers_column]
     splits = datasets.DatasetDict()
     for split, path in files.items():
@@ -159,11 +174,12 @@ def load_qa_splits(data_args: QADataArguments) -> datasets.DatasetDict:
             if data_args.join_paragraphs:
                 raise ValueError(
                     f"--join_paragraphs joins the paragraphs of SQuAD-format JSON articles, but {path} holds flat rows "
-                    "(one context per row); drop --join_paragraphs, or pass SQuAD JSON ({\"data\": [{\"paragraphs\": "
+                    '(one context per row); drop --join_paragraphs, or pass SQuAD JSON ({"data": [{"paragraphs": '
                     "...}]})."
                 )
             only = dataclasses.replace(
-                data_args, train_file=path if split == "train" else None,
+                data_args,
+                train_file=path if split == "train" else None,
                 validation_file=path if split == "validation" else None,
             )
             dataset = recipe.load_splits(only, required=required)[split]
@@ -181,7 +197,9 @@ def answer_lists(answers: Any) -> tuple[list[str], list[int]]:
         texts, starts = answers["text"], answers["answer_start"]
         if isinstance(texts, str):
             texts, starts = [texts], [starts]
-    elif isinstance(answers, list) and all(isinstance(a, dict) and "text" in a and "answer_start" in a for a in answers):
+    elif isinstance(answers, list) and all(
+        isinstance(a, dict) and "text" in a and "answer_start" in a for a in answers
+    ):
         texts, starts = [a["text"] for a in answers], [a["answer_start"] for a in answers]
     else:
         raise ValueError(
@@ -202,7 +220,9 @@ def check_answers(dataset: datasets.Dataset, path: str, data_args: QADataArgumen
             try:
                 texts, starts = answer_lists(answers)
             except ValueError as error:
-                raise ValueError(f"{path}: example {qid!r}: {error}; fix the {data_args.answers_column!r} column.") from None
+                raise ValueError(
+                    f"{path}: example {qid!r}: {error}; fix the {data_args.answers_column!r} column."
+                ) from None
             if not texts and not data_args.version_2_with_negative:
                 raise ValueError(
                     f"{path}: example {qid!r} has no answer. Pass --version_2_with_negative for data with unanswerable "
@@ -211,12 +231,16 @@ def check_answers(dataset: datasets.Dataset, path: str, data_args: QADataArgumen
             for text, start in zip(texts, starts):
                 if not isinstance(context, str) or context[start : start + len(text)] != text:
                     found = context.find(text) if isinstance(context, str) else -1
-                    where = (f"the text occurs at character {found}" if found >= 0
-                             else "the text does not occur in the context")
+                    where = (
+                        f"the text occurs at character {found}"
+                        if found >= 0
+                        else "the text does not occur in the context"
+                    )
                     raise ValueError(
                         f"{path}: example {qid!r}: the answer {text!r} is not at its answer_start {start}: the context "
-                        f"has {str(context)[max(start, 0) : max(start, 0) + len(text)]!r} there ({where}). answer_start "
-                        "must be the 0-based character offset of the answer text in the context; fix the file."
+                        f"has {str(context)[max(start, 0) : max(start, 0) + len(text)]!r} there ({where}). "
+                        "answer_start must be the 0-based character offset of the answer text in the context; "
+                        "fix the file."
                     )
 
 
@@ -250,7 +274,12 @@ class _Encoder:
     context)."""
 
     def __init__(self, tokenizer, data_args: QADataArguments, featurizer: EtcFeaturizer | None, keep_offsets: bool):
-        self.tokenizer, self.data_args, self.featurizer, self.keep_offsets = tokenizer, data_args, featurizer, keep_offsets
+        self.tokenizer, self.data_args, self.featurizer, self.keep_offsets = (
+            tokenizer,
+            data_args,
+            featurizer,
+            keep_offsets,
+        )
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         args = self.data_args
@@ -265,8 +294,13 @@ class _Encoder:
             cls_indices = [0] * len(origins)
         else:
             encoded = self.tokenizer(
-                questions, contexts, truncation="only_second", max_length=args.max_seq_length, stride=args.doc_stride,
-                return_overflowing_tokens=True, return_offsets_mapping=True,
+                questions,
+                contexts,
+                truncation="only_second",
+                max_length=args.max_seq_length,
+                stride=args.doc_stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
             )
             rows = dict(encoded)
             origins = rows.pop("overflow_to_sample_mapping")
@@ -303,8 +337,9 @@ def _question_fits(tokenizer, data_args: QADataArguments, is_etc: bool) -> Calla
     return fits
 
 
-def prepare_features(splits: datasets.DatasetDict, tokenizer, model, data_args: QADataArguments,
-                     training_args: TrainingArguments):
+def prepare_features(
+    splits: datasets.DatasetDict, tokenizer, model, data_args: QADataArguments, training_args: TrainingArguments
+):
     """Windows (BigBird, Pegasus) or ETC rows of every split, labelled; evaluation features keep
     their example id and offsets. Returns (features per split, data collator)."""
     config = model.config
@@ -312,30 +347,47 @@ def prepare_features(splits: datasets.DatasetDict, tokenizer, model, data_args: 
     featurizer = None
     if is_etc:
         featurizer = EtcFeaturizer(
-            tokenizer, max_length=data_args.max_seq_length, max_global_length=data_args.max_global_length,
+            tokenizer,
+            max_length=data_args.max_seq_length,
+            max_global_length=data_args.max_global_length,
             global_token_id=getattr(config, "global_token_id", 1),
             question_global_token_id=getattr(config, "question_global_token_id", 3),
             return_offsets_mapping=True,
         )
     special = 2 if is_etc else tokenizer.num_special_tokens_to_add(pair=True)
-    rule = (f"question tokens + {special} special tokens" + ("" if is_etc else f" + --doc_stride {data_args.doc_stride}")
-            + f" must stay below --max_seq_length {data_args.max_seq_length}")
+    rule = (
+        f"question tokens + {special} special tokens"
+        + ("" if is_etc else f" + --doc_stride {data_args.doc_stride}")
+        + f" must stay below --max_seq_length {data_args.max_seq_length}"
+    )
     fix = "raise --max_seq_length" + ("" if is_etc else " or lower --doc_stride")
     features = {}
     with training_args.main_process_first(desc="tokenize"):
         for name, split in splits.items():
-            kept = split.filter(_question_fits(tokenizer, data_args, is_etc), batched=True,
-                                num_proc=data_args.preprocessing_num_workers, desc=f"check {name} questions")
+            kept = split.filter(
+                _question_fits(tokenizer, data_args, is_etc),
+                batched=True,
+                num_proc=data_args.preprocessing_num_workers,
+                desc=f"check {name} questions",
+            )
             recipe.require_nonempty(kept, f"{name} examples", f"every question is too long ({rule}); {fix}.")
             if len(kept) < len(split):
-                logger.warning(f"{len(split) - len(kept)} of {len(split)} {name} questions leave no room for the context "
-                               f"({rule}) and are skipped{' (they count as unanswered)' if name == 'validation' else ''}; "
-                               f"{fix} to keep them.")
+                logger.warning(
+                    f"{len(split) - len(kept)} of {len(split)} {name} questions leave no room for the context "
+                    f"({rule}) and are skipped{' (they count as unanswered)' if name == 'validation' else ''}; "
+                    f"{fix} to keep them."
+                )
             encoder = _Encoder(tokenizer, data_args, featurizer, keep_offsets=name == "validation")
-            features[name] = kept.map(encoder, batched=True, remove_columns=kept.column_names,
-                                      num_proc=data_args.preprocessing_num_workers, desc=f"tokenize {name}")
+            features[name] = kept.map(
+                encoder,
+                batched=True,
+                remove_columns=kept.column_names,
+                num_proc=data_args.preprocessing_num_workers,
+                desc=f"tokenize {name}",
+            )
             recipe.require_nonempty(
-                features[name], f"{name} features",
+                features[name],
+                f"{name} features",
                 f"every {data_args.context_column!r} value was empty or tokenized to nothing; check the column.",
             )
     collator = EtcDataCollator(tokenizer=tokenizer) if is_etc else DataCollatorWithPadding(tokenizer)
@@ -370,8 +422,13 @@ class AnswerScorer:
                 (start_logits[i], end_logits[i], [o is not None for o in offsets[i]], [o or (0, 0) for o in offsets[i]])
                 for i in windows.get(example_id, ())
             )
-            ranked = select_answers(candidates, context, top_k=1, max_answer_len=args.max_answer_length,
-                                    handle_impossible_answer=args.version_2_with_negative)
+            ranked = select_answers(
+                candidates,
+                context,
+                top_k=1,
+                max_answer_len=args.max_answer_length,
+                handle_impossible_answer=args.version_2_with_negative,
+            )
             answers[example_id] = ranked[0]["answer"] if ranked else ""
         return answers
 
@@ -391,14 +448,20 @@ class QuestionAnsweringTrainer(Trainer):
     `<prefix>_exact_match`, `<prefix>_f1`) to the loss and speed metrics. The answers go to
     `<output_dir>/<prefix>_predictions.json` (main process)."""
 
-    def __init__(self, *args, eval_examples: datasets.Dataset | None = None, answer_scorer: AnswerScorer | None = None,
-                 **kwargs):
+    def __init__(
+        self, *args, eval_examples: datasets.Dataset | None = None, answer_scorer: AnswerScorer | None = None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.eval_examples = eval_examples
         self.answer_scorer = answer_scorer
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval",
-                 eval_examples: datasets.Dataset | None = None) -> dict[str, float]:
+    def evaluate(
+        self,
+        eval_dataset=None,
+        ignore_keys=None,
+        metric_key_prefix: str = "eval",
+        eval_examples: datasets.Dataset | None = None,
+    ) -> dict[str, float]:
         eval_dataset = self.eval_dataset if eval_dataset is None else eval_dataset
         eval_examples = self.eval_examples if eval_examples is None else eval_examples
         self._memory_tracker.start()
@@ -406,15 +469,24 @@ class QuestionAnsweringTrainer(Trainer):
         start_time = time.time()
         scoring = self.answer_scorer is not None and eval_examples is not None
         output = self.evaluation_loop(
-            dataloader, description="Evaluation", prediction_loss_only=None if scoring else True,
-            ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix,
+            dataloader,
+            description="Evaluation",
+            prediction_loss_only=None if scoring else True,
+            ignore_keys=ignore_keys,
+            metric_key_prefix=metric_key_prefix,
         )
         metrics = dict(output.metrics)
         if f"{metric_key_prefix}_model_preparation_time" in metrics:
             start_time += metrics[f"{metric_key_prefix}_model_preparation_time"]
         total_batch_size = self.args.eval_batch_size * self.args.world_size
-        metrics.update(speed_metrics(metric_key_prefix, start_time, num_samples=output.num_samples,
-                                     num_steps=math.ceil(output.num_samples / total_batch_size)))
+        metrics.update(
+            speed_metrics(
+                metric_key_prefix,
+                start_time,
+                num_samples=output.num_samples,
+                num_steps=math.ceil(output.num_samples / total_batch_size),
+            )
+        )
         if scoring and output.predictions is not None:
             answers = self.answer_scorer.answers(eval_examples, eval_dataset, output.predictions)
             scores = self.answer_scorer.score(eval_examples, answers)
@@ -453,36 +525,54 @@ def check_qa_arguments(data_args: QADataArguments) -> None:
     if data_args.max_answer_length < 1:
         raise ValueError(f"--max_answer_length must be >= 1, got {data_args.max_answer_length}.")
     if data_args.max_global_length < 2:
-        raise ValueError(f"--max_global_length must be >= 2 (the question and a sentence), got {data_args.max_global_length}.")
+        raise ValueError(
+            f"--max_global_length must be >= 2 (the question and a sentence), got {data_args.max_global_length}."
+        )
 
 
-def train(model_args: recipe.ModelArguments, data_args: QADataArguments,
-          training_args: TrainingArguments) -> dict[str, float]:
+def train(
+    model_args: recipe.ModelArguments, data_args: QADataArguments, training_args: TrainingArguments
+) -> dict[str, float]:
     """Fine-tune (or train from scratch) an extractive QA model; returns the train/eval metrics."""
     check_qa_arguments(data_args)
     splits = load_qa_splits(data_args)
     texts = _training_texts(splits["train"], data_args) if "train" in splits else None
     tokenizer = recipe.load_tokenizer(model_args, texts=texts, training_args=training_args)
-    model = recipe.load_model(AutoModelForQuestionAnswering, model_args, tokenizer, do_train=training_args.do_train,
-                              seed=training_args.seed, max_length=data_args.max_seq_length)
+    model = recipe.load_model(
+        AutoModelForQuestionAnswering,
+        model_args,
+        tokenizer,
+        do_train=training_args.do_train,
+        seed=training_args.seed,
+        max_length=data_args.max_seq_length,
+    )
     features, collator = prepare_features(splits, tokenizer, model, data_args, training_args)
     if training_args.label_names is None:
         # Trainer takes every "*label*" parameter of a QA head as a label (ETC's optional
         # supporting_fact_labels too) and, missing one, would report no eval loss.
         training_args.label_names = ["start_positions", "end_positions"]
     trainer = QuestionAnsweringTrainer(
-        model=model, args=training_args, train_dataset=features.get("train"),
-        eval_dataset=features.get("validation"), processing_class=tokenizer, data_collator=collator,
-        eval_examples=splits.get("validation"), answer_scorer=AnswerScorer(data_args),
+        model=model,
+        args=training_args,
+        train_dataset=features.get("train"),
+        eval_dataset=features.get("validation"),
+        processing_class=tokenizer,
+        data_collator=collator,
+        eval_examples=splits.get("validation"),
+        answer_scorer=AnswerScorer(data_args),
     )
     card = recipe.CardInfo(
         task_type="question-answering",
         **recipe.card_dataset(data_args),
         metrics={"exact_match": "exact_match", "f1": "f1"},
-        intended_use=("Extractive question answering: the answer is a span of the context, found with "
-                      "`pipeline(\"long-question-answering\")` (or `\"question-answering\"` with trust_remote_code)."),
-        tags=[*(["long-document"] if data_args.join_paragraphs else []),
-              *(["squad-v2"] if data_args.version_2_with_negative else [])],
+        intended_use=(
+            "Extractive question answering: the answer is a span of the context, found with "
+            '`pipeline("long-question-answering")` (or `"question-answering"` with trust_remote_code).'
+        ),
+        tags=[
+            *(["long-document"] if data_args.join_paragraphs else []),
+            *(["squad-v2"] if data_args.version_2_with_negative else []),
+        ],
     )
     return recipe.train_and_evaluate(trainer, training_args, card)
 

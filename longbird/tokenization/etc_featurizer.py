@@ -46,6 +46,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .etc_inputs import ETC_GLOBAL_INPUTS, ETC_INPUTS, ETC_LONG_INPUTS
+
 __all__ = [
     "PARAGRAPH_GLOBAL_TYPE",
     "QUESTION_GLOBAL_TYPE",
@@ -84,17 +86,88 @@ _OPENERS = frozenset("\"'\u201c\u2018\u00ab([{\u00bf\u00a1")
 # Dotted abbreviations such as U.S, e.g, i.e, Ph.D, a.m (the final period is the candidate).
 _DOTTED = re.compile(r"^(?:[A-Za-z]{1,2}\.)+[A-Za-z]{1,2}$")
 # Abbreviations that never end a sentence when followed by a space and a capital.
-_ABBREVIATIONS = frozenset((
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "ft", "vs", "etc", "inc", "ltd", "co", "corp",
-    "dept", "univ", "assn", "bros", "est", "approx", "gen", "gov", "sen", "rep", "rev", "hon", "capt", "col",
-    "lt", "sgt", "cmdr", "adm", "maj", "pres", "supt", "cf", "al", "viz", "ca", "ave", "blvd", "rd",
-    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-))
+_ABBREVIATIONS = frozenset(
+    (
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "mt",
+        "ft",
+        "vs",
+        "etc",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "dept",
+        "univ",
+        "assn",
+        "bros",
+        "est",
+        "approx",
+        "gen",
+        "gov",
+        "sen",
+        "rep",
+        "rev",
+        "hon",
+        "capt",
+        "col",
+        "lt",
+        "sgt",
+        "cmdr",
+        "adm",
+        "maj",
+        "pres",
+        "supt",
+        "cf",
+        "al",
+        "viz",
+        "ca",
+        "ave",
+        "blvd",
+        "rd",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+    )
+)
 # Abbreviations that are only abbreviations before a number ("No. 5", "Fig. 3", "pp. 12"), so
 # that "The answer was no. Then ..." still splits.
-_NUMERIC_ABBREVIATIONS = frozenset((
-    "no", "nos", "vol", "vols", "p", "pp", "ch", "chap", "sec", "sect", "eq", "eqs", "fig", "figs", "art", "op",
-))
+_NUMERIC_ABBREVIATIONS = frozenset(
+    (
+        "no",
+        "nos",
+        "vol",
+        "vols",
+        "p",
+        "pp",
+        "ch",
+        "chap",
+        "sec",
+        "sect",
+        "eq",
+        "eqs",
+        "fig",
+        "figs",
+        "art",
+        "op",
+    )
+)
 
 
 def _is_abbreviation(word: str, next_char: str) -> bool:
@@ -267,6 +340,7 @@ def _spans_from_splitter(splitter: Callable[[str], Sequence[Any]], text: str) ->
 # --------------------------------------------------------------------------------------------
 # Featurizer
 # --------------------------------------------------------------------------------------------
+
 
 # One global token's worth of long tokens: token range [start, end) of a document, its
 # paragraph, and the character span that its global token stands for.
@@ -496,9 +570,7 @@ class EtcFeaturizer:
                 spans, pos = [], 0
                 for j, par in enumerate(doc):
                     if not isinstance(par, str):
-                        raise TypeError(
-                            f"documents[{i}][{j}] must be a str (a paragraph), got {type(par).__name__}."
-                        )
+                        raise TypeError(f"documents[{i}][{j}] must be a str (a paragraph), got {type(par).__name__}.")
                     span = _trim(par, 0, len(par))
                     if span is not None:
                         spans.append((pos + span[0], pos + span[1]))
@@ -506,9 +578,7 @@ class EtcFeaturizer:
                 texts.append("\n\n".join(doc))
                 paragraphs.append(spans)
             else:
-                raise TypeError(
-                    f"documents[{i}] must be a str or a list of paragraph strs, got {type(doc).__name__}."
-                )
+                raise TypeError(f"documents[{i}] must be a str or a list of paragraph strs, got {type(doc).__name__}.")
         return texts, paragraphs
 
     def _tokenize(self, texts: list[str]) -> list[tuple[list[int], np.ndarray]]:
@@ -556,8 +626,11 @@ class EtcFeaturizer:
                 f"got {self.max_global_length}."
             )
         ids = self.tokenizer(
-            list(questions), add_special_tokens=False, return_attention_mask=False,
-            return_token_type_ids=False, verbose=False,
+            list(questions),
+            add_special_tokens=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
         )["input_ids"]
         if self.max_question_length is not None:
             ids = [q[: self.max_question_length] for q in ids]
@@ -571,9 +644,7 @@ class EtcFeaturizer:
 
     # -- per document ------------------------------------------------------------------------
 
-    def _sentence_units(
-        self, text: str, paragraphs: list[Span], offsets: np.ndarray, capacity: int
-    ) -> list[_Unit]:
+    def _sentence_units(self, text: str, paragraphs: list[Span], offsets: np.ndarray, capacity: int) -> list[_Unit]:
         """Group the document's tokens by sentence; cut sentences longer than `capacity`."""
         sent_spans: list[Span] = []
         sent_par: list[int] = []
@@ -747,10 +818,7 @@ class EtcFeaturizer:
         else:
             groups = [[seg] for seg in segments]
 
-        keys = [
-            "input_ids", "attention_mask", "token_type_ids", "global_input_ids", "global_attention_mask",
-            "global_token_type_ids", "long_breakpoints", "global_breakpoints", "sentence_ids", "example_index",
-        ]
+        keys = [*ETC_INPUTS, "example_index"]
         if self.pack:
             keys.append("example_indices")
         if self.return_offsets_mapping:
@@ -811,8 +879,6 @@ class _EtcMapFunction:
 # Collator
 # --------------------------------------------------------------------------------------------
 
-_LONG_KEYS = ("input_ids", "attention_mask", "token_type_ids", "long_breakpoints", "sentence_ids")
-_GLOBAL_KEYS = ("global_input_ids", "global_attention_mask", "global_token_type_ids", "global_breakpoints")
 _DROPPED_KEYS = frozenset({"offset_mapping", "global_offset_mapping", "example_index", "example_indices"})
 
 
@@ -896,7 +962,7 @@ class EtcDataCollator:
         if "input_ids" not in keys:
             raise ValueError("every feature row needs 'input_ids'.")
         has_global = "global_input_ids" in keys
-        for k in _GLOBAL_KEYS:
+        for k in ETC_GLOBAL_INPUTS:
             if k in keys and not has_global:
                 raise ValueError(f"feature rows have {k!r} but no 'global_input_ids'.")
 
@@ -913,7 +979,7 @@ class EtcDataCollator:
 
         def pad(key: str, length: int, value: int, lengths: list[int]) -> torch.Tensor:
             # integer ids/masks stay int64; float-valued extra keys (soft labels...) stay floats
-            floats = key not in _LONG_KEYS + _GLOBAL_KEYS and any(
+            floats = key not in ETC_LONG_INPUTS + ETC_GLOBAL_INPUTS and any(
                 isinstance(v, (float, np.floating)) for row in rows for v in row[key]
             )
             arr = np.full((len(rows), length), value, dtype=np.float32 if floats else np.int64)
@@ -924,10 +990,10 @@ class EtcDataCollator:
         batch: dict[str, Any] = {}
         for key in keys:
             values = [row[key] for row in rows]
-            if key in _LONG_KEYS:
+            if key in ETC_LONG_INPUTS:
                 check_lengths(key, long_lens, "input_ids")
                 batch[key] = pad(key, n_long, self.pad_token_id if key == "input_ids" else 0, long_lens)
-            elif key in _GLOBAL_KEYS:
+            elif key in ETC_GLOBAL_INPUTS:
                 check_lengths(key, glob_lens, "global_input_ids")
                 batch[key] = pad(key, n_glob, self.pad_token_id if key == "global_input_ids" else 0, glob_lens)
             elif key in _DROPPED_KEYS and key not in self.keep_keys:

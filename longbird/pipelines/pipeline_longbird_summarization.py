@@ -19,7 +19,8 @@ The return format is the one of transformers 4's summarization pipeline: a strin
 `[{"summary_text": ...}]`, a list of N strings gives N dicts (N lists of dicts with
 `num_return_sequences > 1`).
 
-Only transformers and torch are imported, so the file also works as Hub remote code.
+Only transformers, torch and the sibling module `input_limit` are imported, so the file also
+works as Hub remote code.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 import torch
 from transformers.pipelines.base import Pipeline
 from transformers.utils import logging
+
+from .input_limit import input_limit, position_limit
 
 logger = logging.get_logger(__name__)
 
@@ -78,18 +81,6 @@ class LongSummarizationPipeline(Pipeline):
     # arguments
     # ------------------------------------------------------------------------------------------
 
-    def _model_limit(self) -> int | None:
-        """The most tokens the encoder can read (its position table), or None if it has none."""
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        return limit if isinstance(limit, int) and limit > 0 else None
-
-    def _default_max_input_length(self) -> int | None:
-        # The tokenizer's model_max_length counts too when it is smaller (e.g. a checkpoint saved
-        # with 1,024): that is what the model was trained on.
-        limits = [self._model_limit(), self.tokenizer.model_max_length]
-        limits = [x for x in limits if isinstance(x, int) and x > 0]
-        return min(limits) if limits else None
-
     def _sanitize_parameters(self, max_input_length=None, strategy=None, **generate_kwargs):
         # Validated here, at pipeline(...) and at call time, before any tokenization or generation.
         settings: dict[str, Any] = {}
@@ -98,7 +89,7 @@ class LongSummarizationPipeline(Pipeline):
                 raise ValueError(
                     f"max_input_length must be a positive int (tokens per generate() call), got {max_input_length!r}."
                 )
-            limit = self._model_limit()
+            limit = position_limit(self.model.config)
             if limit is not None and max_input_length > limit:
                 raise ValueError(
                     f"max_input_length={max_input_length} exceeds the model's limit of {limit} tokens "
@@ -125,7 +116,7 @@ class LongSummarizationPipeline(Pipeline):
             raise ValueError(
                 f"Each document must be a non-empty string (or pass a list of strings), got {document!r:.60}."
             )
-        max_input_length = max_input_length or self._default_max_input_length()
+        max_input_length = max_input_length or input_limit(self.model, self.tokenizer)
         if strategy == "chunk":
             # Split in _forward: later rounds split generated text the same way, and a string
             # batches through the pipeline's DataLoader as it is.
@@ -149,7 +140,7 @@ class LongSummarizationPipeline(Pipeline):
         if strategy == "chunk":
             documents = model_inputs["document"]
             documents = [documents] if isinstance(documents, str) else documents  # batch_size 1 or more
-            limit = max_input_length or self._default_max_input_length()
+            limit = max_input_length or input_limit(self.model, self.tokenizer)
             outputs = [self._summarize_in_pieces(doc, limit, generate_kwargs) for doc in documents]
             return {"output_ids": self._stack(outputs)}
         output_ids = self.model.generate(**model_inputs, **generate_kwargs)

@@ -12,8 +12,9 @@ boundaries.
 on one scale for all windows: a softmax over all windows' context tokens, so a short last window
 gets no advantage); the question-answering Trainer recipe uses it too.
 
-Only transformers, torch, numpy and the sibling `etc_featurizer` module are imported, so the
-file also works as Hub remote code (the flat folder holds `etc_featurizer.py` beside it).
+Only transformers, torch, numpy and the sibling modules `etc_featurizer`, `etc_inputs` and
+`input_limit` are imported, so the file also works as Hub remote code (the flat folder holds them
+beside it).
 """
 
 from __future__ import annotations
@@ -25,12 +26,9 @@ import torch
 from transformers.pipelines.base import ChunkPipeline
 
 from ..tokenization.etc_featurizer import EtcFeaturizer
+from ..tokenization.etc_inputs import ETC_INPUTS
+from .input_limit import input_limit, position_limit
 
-#: the inputs of an ETC model that EtcFeaturizer makes
-ETC_INPUT_NAMES = (
-    "input_ids", "attention_mask", "token_type_ids", "global_input_ids", "global_attention_mask",
-    "global_token_type_ids", "long_breakpoints", "global_breakpoints", "sentence_ids",
-)
 #: ETC rows have no positional limit; without one from the tokenizer, rows hold this many tokens
 ETC_DEFAULT_MAX_SEQ_LEN = 4096
 
@@ -66,22 +64,38 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
                 f"load the checkpoint with AutoModelForQuestionAnswering or pass a *ForQuestionAnswering model."
             )
         if not getattr(self.tokenizer, "is_fast", False):
-            raise ValueError("long-question-answering needs a fast tokenizer (character offsets); load it with use_fast=True.")
+            raise ValueError(
+                "long-question-answering needs a fast tokenizer (character offsets); load it with use_fast=True."
+            )
 
     def _sanitize_parameters(
-        self, top_k=None, max_answer_len=None, doc_stride=None, max_seq_len=None, handle_impossible_answer=None,
-        max_global_len=None, **kwargs
+        self,
+        top_k=None,
+        max_answer_len=None,
+        doc_stride=None,
+        max_seq_len=None,
+        handle_impossible_answer=None,
+        max_global_len=None,
+        **kwargs,
     ):
         preprocess = {"doc_stride": doc_stride, "max_seq_len": max_seq_len, "max_global_len": max_global_len}
         preprocess = {k: v for k, v in preprocess.items() if v is not None}
-        postprocess = {"top_k": top_k, "max_answer_len": max_answer_len, "handle_impossible_answer": handle_impossible_answer}
+        postprocess = {
+            "top_k": top_k,
+            "max_answer_len": max_answer_len,
+            "handle_impossible_answer": handle_impossible_answer,
+        }
         postprocess = {k: v for k, v in postprocess.items() if v is not None}
-        for name, value, least in (("top_k", top_k, 1), ("max_answer_len", max_answer_len, 1),
-                                   ("max_seq_len", max_seq_len, 1), ("doc_stride", doc_stride, 0),
-                                   ("max_global_len", max_global_len, 1)):
+        for name, value, least in (
+            ("top_k", top_k, 1),
+            ("max_answer_len", max_answer_len, 1),
+            ("max_seq_len", max_seq_len, 1),
+            ("doc_stride", doc_stride, 0),
+            ("max_global_len", max_global_len, 1),
+        ):
             if value is not None:
                 _check_integer(name, value, least)
-        limit = self._position_limit()
+        limit = position_limit(self.model.config)
         if max_seq_len is not None and limit is not None and max_seq_len > limit:
             # checked here, not left to the model, so the error names the pipeline argument
             raise ValueError(
@@ -90,15 +104,6 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
                 f"model's maximum (a longer context is split into windows anyway)."
             )
         return preprocess, {}, postprocess
-
-    def _position_limit(self) -> int | None:
-        """The longest window the model can read (absolute position embeddings); None for ETC,
-        whose relative positions have no limit."""
-        config = self.model.config
-        if getattr(config, "model_type", None) == "longbird_etc":
-            return None
-        limit = getattr(config, "max_position_embeddings", None)
-        return limit if isinstance(limit, int) and limit > 0 else None
 
     def __call__(self, *args, question=None, context=None, **kwargs):
         if args:
@@ -120,9 +125,7 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
         question, context = _question_and_context(example)
         is_etc = getattr(self.model.config, "model_type", None) == "longbird_etc"
         if max_seq_len is None:
-            limits = [self._position_limit(), self.tokenizer.model_max_length]
-            limits = [x for x in limits if isinstance(x, int) and 0 < x < 1_000_000]  # not the "unknown" 1e30
-            max_seq_len = min(limits) if limits else ETC_DEFAULT_MAX_SEQ_LEN
+            max_seq_len = input_limit(self.model, self.tokenizer) or ETC_DEFAULT_MAX_SEQ_LEN
         if is_etc:
             yield from self._etc_windows(question, context, max_seq_len, max_global_len)
             return
@@ -144,9 +147,7 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
         windows = len(encoded["input_ids"])
         for i in range(windows):
             model_inputs = {
-                name: torch.tensor([encoded[name][i]])
-                for name in self.tokenizer.model_input_names
-                if name in encoded
+                name: torch.tensor([encoded[name][i]]) for name in self.tokenizer.model_input_names if name in encoded
             }
             yield {
                 **model_inputs,
@@ -161,7 +162,9 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
         marks the context, whose tokens are the answer candidates)."""
         config = self.model.config
         featurizer = EtcFeaturizer(
-            self.tokenizer, max_length=max_seq_len, max_global_length=max_global_len,
+            self.tokenizer,
+            max_length=max_seq_len,
+            max_global_length=max_global_len,
             global_token_id=getattr(config, "global_token_id", 1),
             question_global_token_id=getattr(config, "question_global_token_id", 3),
             return_offsets_mapping=True,
@@ -170,7 +173,7 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
         windows = len(rows["input_ids"])
         for i in range(windows):
             yield {
-                **{name: torch.tensor([rows[name][i]]) for name in ETC_INPUT_NAMES},
+                **{name: torch.tensor([rows[name][i]]) for name in ETC_INPUTS},
                 "offsets": [tuple(o) for o in rows["offset_mapping"][i]],
                 "sequence_ids": [1 if t == 1 else 0 for t in rows["token_type_ids"][i]],
                 "context": context,
@@ -257,7 +260,9 @@ def select_answers(
     for start_logit, end_logit, char_start, char_end in sorted(spans, key=lambda s: -(s[0] + s[1])):
         if (char_start, char_end) not in unique:
             unique[(char_start, char_end)] = {
-                "score": probability(start_logit, end_logit), "start": char_start, "end": char_end,
+                "score": probability(start_logit, end_logit),
+                "start": char_start,
+                "end": char_end,
                 "answer": context[char_start:char_end],
             }
     ranked = list(unique.values())
@@ -301,6 +306,5 @@ def _best_spans(start, end, is_context, offsets, top_k, max_answer_len, candidat
     s, e = s[valid], e[valid]
     order = np.argsort(-(start[s] + end[e]), kind="stable")[: top_k * 4]  # room for duplicates across windows
     return [
-        (float(start[i]), float(end[j]), int(offsets[i][0]), int(offsets[j][1]))
-        for i, j in zip(s[order], e[order])
+        (float(start[i]), float(end[j]), int(offsets[i][0]), int(offsets[j][1])) for i, j in zip(s[order], e[order])
     ]
