@@ -16,13 +16,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from longbird.modeling.longbird_attention_executors import (
+from longbird.modeling.longbird_block_executors import (
     dense_attention,
     flex_attention,
     gather_attention,
     run_attention,
 )
-from longbird.modeling.longbird_attention_graph import (
+from longbird.modeling.longbird_block_graph import (
     BlockGraph,
     SparsePattern,
     build_block_graph,

@@ -9,9 +9,9 @@ import copy
 import pytest
 import torch
 
-import longbird.modeling.longbird_attention_executors as executors
+import longbird.modeling.longbird_block_executors as executors
 from longbird import BigBirdConfig, BigBirdModel
-from longbird.modeling.longbird_attention_graph import BlockGraph
+from longbird.modeling.longbird_block_graph import BlockGraph
 
 LONG = 203  # 26 blocks of 8: sparse for every tiny config below (not a multiple of the block size)
 SHORT = 150  # 19 blocks: still sparse
@@ -384,7 +384,7 @@ def test_attention_backends_agree(tiny_kwargs, overrides):
 
 def test_short_input_builds_no_square_bias(tiny_kwargs, monkeypatch):
     """A short input runs full attention through a [B, 1, 1, n] padding bias, not an n x n one."""
-    from longbird.modeling.longbird_attention_graph import BlockGraph
+    from longbird.modeling.longbird_block_graph import BlockGraph
 
     def forbidden(self, dtype=torch.float32):
         raise AssertionError("dense_bias built for a short input")

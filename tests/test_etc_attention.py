@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from longbird.modeling.longbird_attention_executors import (
+from longbird.modeling.longbird_global_local_executors import (
     RelativeLogits,
     global_local_attention,
-    global_side_attention,
+    global_query_attention,
 )
 from longbird.modeling.longbird_global_local_graph import (
     GlobalLocalGraph,
@@ -126,7 +126,7 @@ def test_global_side_equals_the_direct_definition():
     graph = random_graph(b, n, m, 2, vocab, gen)
     graph.g2g_mask |= torch.eye(m, dtype=torch.bool)
     scale = d**-0.5
-    out, weights = global_side_attention(qg, kg, vg, k, v, graph, scale, rel, return_weights=True)
+    out, weights = global_query_attention(qg, kg, vg, k, v, graph, scale, rel, return_weights=True)
     keys, values = torch.cat([kg, k], 2), torch.cat([vg, v], 2)
     mask = torch.cat([graph.g2g_mask, graph.g2l_mask], 2).unsqueeze(1)
     ids = torch.cat([graph.g2g_ids, graph.g2l_ids], 2)
@@ -153,7 +153,7 @@ def test_full_radius_without_relative_ids_is_standard_attention_over_the_concate
         graph.cache.clear()
         out, _ = global_local_attention(q, k, v, kg, vg, graph, d**-0.5, None, backend=backend)
         torch.testing.assert_close(out, F.scaled_dot_product_attention(q, keys, values))
-    out, _ = global_side_attention(qg, kg, vg, k, v, graph, d**-0.5, None)
+    out, _ = global_query_attention(qg, kg, vg, k, v, graph, d**-0.5, None)
     torch.testing.assert_close(out, F.scaled_dot_product_attention(qg, keys, values))
 
 

@@ -24,7 +24,7 @@ from longbird import (
     EtcForTokenClassification,
     EtcModel,
 )
-from longbird.modeling.modeling_longbird_etc import prepare_inputs
+from longbird.modeling.longbird_global_local_graph import prepare_inputs
 
 VOCAB = 100
 HIDDEN = 32

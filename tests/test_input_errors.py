@@ -27,9 +27,9 @@ from longbird import (
     BigBirdPegasusModel,
     EtcConfig,
     EtcModel,
+    cli,
 )
-from longbird import cli
-from longbird.modeling.modeling_longbird_bigbird import ValueChecks
+from longbird.modeling.longbird_input_checks import ValueChecks
 
 VOCAB = 100
 MISMATCH = r"vocabulary has 100 tokens.*tokenizer is not the model's"

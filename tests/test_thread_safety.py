@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from longbird import BigBirdConfig, BigBirdModel, EtcConfig, EtcModel
-from longbird.modeling import longbird_attention_executors as executors
-from longbird.modeling import longbird_attention_graph as graphs
-from longbird.modeling.longbird_attention_graph import SparsePattern, build_block_graph
+from longbird.modeling import longbird_block_executors as executors
+from longbird.modeling import longbird_block_graph as graphs
+from longbird.modeling.longbird_block_graph import SparsePattern, build_block_graph
 
 THREADS = 6
 CACHE_SIZE = 3  # entries the shrunken caches hold; every test uses more distinct lengths

@@ -1,6 +1,11 @@
-"""Models. The attention graphs (longbird_attention_graph for block-sparse BigBird,
-longbird_global_local_graph for ETC) and their executors (longbird_attention_executors) are
-shared by every model; model files stay thin."""
+"""Models on two attention cores, each a graph module (who attends to whom, as data) and an
+executors module (kernels that compute it):
+
+* block-sparse (BigBird, BigBird-Pegasus): `longbird_block_graph` + `longbird_block_executors`;
+* global-local (ETC): `longbird_global_local_graph` + `longbird_global_local_executors`.
+
+`longbird_input_checks` holds the input checks all model files share. The model files hold
+embeddings, layers, the model and its task heads."""
 
 from .modeling_longbird_bigbird import (
     BigBirdForMaskedLM,

@@ -10,9 +10,12 @@ pieces say who attends to whom, each a mask plus a relation id per (query, key) 
 The pieces are built once per batch from a few structure inputs (which example each token
 belongs to, which global token each long token belongs to) by the small composable functions
 below, or passed in by the caller ("flexible masking": paragraph cuts, multi-hop relations). The
-executors (`longbird_attention_executors.global_local_attention`) turn them into the layout
+executors (`longbird_global_local_executors.py`) turn them into the layout
 their kernel needs. Relation ids follow the reference: clipped relative positions
 `0..2k` for l2l and g2g, and `2k+1` ("other sentence") / `2k+2` ("own sentence") for l2g/g2l.
+
+The bottom of the file turns a model's inputs into the graph (`prepare_inputs`: defaults filled
+in the reference's way, inputs checked by `check_etc_inputs`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from ..configuration.configuration_longbird_etc import EtcConfig
+from .longbird_input_checks import ValueChecks, check_integer_ids
+
 
 @dataclass
 class GlobalLocalGraph:
@@ -180,3 +187,217 @@ def fixed_block_globals(attention_mask: torch.Tensor, tokens_per_block: int) -> 
     padded = torch.nn.functional.pad(attention_mask.bool(), (0, num_global * tokens_per_block - n))
     global_mask = padded.view(b, num_global, tokens_per_block).any(-1)
     return sentence_ids, global_mask.long()
+
+
+# --------------------------------------------------------------------------------------------
+# A model's inputs -> the graph
+# --------------------------------------------------------------------------------------------
+
+#: explicit graph inputs a caller may pass (flexible masking), and the graph fields they fill
+GRAPH_INPUTS = {
+    "l2l_att_mask": "l2l_mask",
+    "g2g_att_mask": "g2g_mask",
+    "l2g_att_mask": "l2g_mask",
+    "g2l_att_mask": "g2l_mask",
+    "l2l_relative_att_ids": "l2l_ids",
+    "g2g_relative_att_ids": "g2g_ids",
+    "l2g_relative_att_ids": "l2g_ids",
+    "g2l_relative_att_ids": "g2l_ids",
+}
+
+
+@dataclass
+class EtcInputs:
+    """A batch after defaults are filled in: both sides' ids/types/masks and the graph."""
+
+    input_ids: torch.Tensor | None
+    token_type_ids: torch.Tensor
+    global_input_ids: torch.Tensor | None
+    global_token_type_ids: torch.Tensor
+    long_real: torch.Tensor  # [B, n_l] bool
+    global_real: torch.Tensor  # [B, n_g] bool
+    graph: GlobalLocalGraph
+
+
+def prepare_inputs(config: EtcConfig, *, vocab_size: int | None = None, **inputs) -> EtcInputs:
+    """Fill in what the caller left out, following the reference, and build the graph.
+
+    * No global input: fixed-block global tokens (one per `num_tokens_per_block` long tokens).
+    * No breakpoints: one example per row, its real tokens given by the attention masks.
+    * Explicit `*_att_mask` / `*_relative_att_ids` replace the built pieces.
+
+    `vocab_size`: rows of the token table (default config.vocab_size).
+    """
+    check_etc_inputs(config, inputs, vocab_size)
+    input_ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
+    first = input_ids if input_ids is not None else embeds
+    batch, n_long, device = first.shape[0], first.shape[1], first.device
+    attention_mask = inputs.get("attention_mask")
+    if attention_mask is None:
+        attention_mask = torch.ones(batch, n_long, dtype=torch.long, device=device)
+    sentence_ids = inputs.get("sentence_ids")
+    global_ids, global_embeds = inputs.get("global_input_ids"), inputs.get("global_inputs_embeds")
+    global_mask = inputs.get("global_attention_mask")
+    if global_ids is None and global_embeds is None:
+        if inputs.get("global_breakpoints") is not None:
+            raise ValueError(
+                "`global_breakpoints` were given without `global_input_ids`; pass the global input too, or "
+                "neither (fixed-block global tokens are then built)."
+            )
+        sentence_ids, global_mask = fixed_block_globals(attention_mask, config.num_tokens_per_block)
+        global_ids = torch.where(global_mask.bool(), config.global_token_id, config.pad_token_id or 0)
+    n_global = (global_ids if global_ids is not None else global_embeds).shape[1]
+    if global_mask is None:
+        global_mask = torch.ones(batch, n_global, dtype=torch.long, device=device)
+
+    long_example = example_ids(inputs.get("long_breakpoints"), attention_mask)
+    global_example = example_ids(inputs.get("global_breakpoints"), global_mask)
+    given = {field: inputs.get(name) for name, field in GRAPH_INPUTS.items()}
+    graph = build_global_local_graph(
+        long_example,
+        global_example,
+        sentence_ids,
+        config.local_radius,
+        config.relative_pos_max_distance,
+        config.use_hard_g2l_mask,
+        config.use_hard_l2g_mask,
+        given,
+    )
+    token_types = inputs.get("token_type_ids")
+    global_types = inputs.get("global_token_type_ids")
+    return EtcInputs(
+        input_ids=input_ids,
+        # the reference's default segment ids: 1 on the long side, 0 on the global side
+        token_type_ids=token_types if token_types is not None else torch.ones_like(attention_mask, dtype=torch.long),
+        global_input_ids=global_ids,
+        global_token_type_ids=global_types
+        if global_types is not None
+        else torch.zeros_like(global_mask, dtype=torch.long),
+        long_real=long_example > 0,
+        global_real=global_example > 0,
+        graph=graph,
+    )
+
+
+def example_ids(breakpoints: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    """Per token: its packed example's id (> 0), or 0 for padding (after the last breakpoint, or
+    masked)."""
+    if breakpoints is None:
+        return mask.long()
+    return example_ids_from_breakpoints(breakpoints.long()) * mask.long()
+
+
+def check_etc_inputs(config: EtcConfig, inputs: dict, vocab_size: int | None = None) -> None:
+    """Clear errors, naming the argument and the fix, for inputs that would fail deep in torch or
+    give silently wrong outputs."""
+    input_ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
+    if (input_ids is None) == (embeds is None):
+        raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds` (the long input).")
+    if input_ids is not None:
+        check_integer_ids("input_ids", input_ids)
+    first = input_ids if input_ids is not None else embeds
+    if first.dim() != (2 if input_ids is not None else 3):
+        expected = "[batch, long_length]" if input_ids is not None else "[batch, long_length, hidden]"
+        name = "input_ids" if input_ids is not None else "inputs_embeds"
+        raise ValueError(f"`{name}` must be {expected}; got shape {tuple(first.shape)}.")
+    batch, n_long = first.shape[:2]
+    if batch == 0:
+        raise ValueError("The batch is empty (batch_size 0); pass at least one example.")
+    if n_long == 0:
+        raise ValueError("The long input is empty (0 tokens); pass at least one token per row.")
+    global_ids, global_embeds = inputs.get("global_input_ids"), inputs.get("global_inputs_embeds")
+    if global_ids is not None and global_embeds is not None:
+        raise ValueError("Pass at most one of `global_input_ids` and `global_inputs_embeds` (the global input).")
+    if global_ids is not None:
+        check_integer_ids("global_input_ids", global_ids)
+    global_first = global_ids if global_ids is not None else global_embeds
+    if global_first is not None and global_first.dim() != (2 if global_ids is not None else 3):
+        name = "global_input_ids" if global_ids is not None else "global_inputs_embeds"
+        expected = "[batch, global_length]" if global_ids is not None else "[batch, global_length, hidden]"
+        raise ValueError(
+            f"`{name}` must be {expected}; got shape {tuple(global_first.shape)}. For one example, add the batch "
+            f"dimension (e.g. ids.unsqueeze(0)), as for `input_ids`."
+        )
+    n_global = None if global_first is None else global_first.shape[1]
+    if global_first is not None:
+        if global_first.shape[0] != batch:
+            raise ValueError(
+                f"The long input has batch size {batch} but the global input has {global_first.shape[0]}; "
+                f"pass one global input row per long input row."
+            )
+        if n_global == 0:
+            raise ValueError(
+                "The global input is empty (0 global tokens); ETC needs at least one global token per row: "
+                "pass one per sentence (see EtcFeaturizer), or leave `global_input_ids` out to get "
+                "fixed-block global tokens."
+            )
+    if n_global is None and inputs.get("sentence_ids") is not None:
+        raise ValueError("`sentence_ids` were given without `global_input_ids`; pass the global tokens they point at.")
+    if (inputs.get("long_breakpoints") is None) != (inputs.get("global_breakpoints") is None):
+        raise ValueError(
+            "Pass `long_breakpoints` and `global_breakpoints` together (one 1 per packed example on each side), "
+            "or neither for one example per row."
+        )
+    long_shape, global_shape = (batch, n_long), (batch, n_global)
+    expected = {
+        "attention_mask": long_shape,
+        "token_type_ids": long_shape,
+        "long_breakpoints": long_shape,
+        "sentence_ids": long_shape,
+        "position_ids": long_shape,
+        "global_attention_mask": global_shape,
+        "global_token_type_ids": global_shape,
+        "global_breakpoints": global_shape,
+        "global_position_ids": global_shape,
+    }
+    window = 2 * config.local_radius + 1
+    pieces = {"l2l": (batch, n_long, window), "g2g": (batch, n_global, n_global)}
+    pieces |= {"l2g": (batch, n_long, n_global), "g2l": (batch, n_global, n_long)}
+    for piece, shape in pieces.items():
+        expected[f"{piece}_att_mask"] = shape
+        expected[f"{piece}_relative_att_ids"] = shape
+    for name, shape in expected.items():
+        value = inputs.get(name)
+        if value is None:
+            continue
+        if None in shape:
+            raise ValueError(f"`{name}` was given without a global input; pass `global_input_ids` too.")
+        if tuple(value.shape) != shape:
+            raise ValueError(f"`{name}` has shape {tuple(value.shape)}, expected {shape}.")
+    for name in ("long_breakpoints", "global_breakpoints", *(k for k in GRAPH_INPUTS if k.endswith("mask"))):
+        value = inputs.get(name)
+        if value is not None and value.numel() and not bool(((value == 0) | (value == 1)).all()):
+            raise ValueError(f"`{name}` must hold only 0 and 1, got values {sorted(value.unique().tolist())[:6]}.")
+    for name in (k for k in GRAPH_INPUTS if k.endswith("ids")):
+        value = inputs.get(name)
+        if value is not None and value.numel():
+            low, high = int(value.min()), int(value.max())
+            if low < 0 or high >= config.relative_vocab_size:
+                raise ValueError(
+                    f"`{name}` must lie in [0, {config.relative_vocab_size - 1}] (config.relative_vocab_size="
+                    f"{config.relative_vocab_size}), got values in [{low}, {high}]."
+                )
+    sentence_ids = inputs.get("sentence_ids")
+    if sentence_ids is not None and sentence_ids.numel():
+        real = inputs.get("attention_mask")
+        ids = sentence_ids if real is None else sentence_ids[real.bool()]
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_global):
+            raise ValueError(
+                f"`sentence_ids` point at global tokens {int(ids.min())}..{int(ids.max())} but the global input "
+                f"has {n_global} tokens (indices 0..{n_global - 1}); give every long token the index of an "
+                f"existing global token."
+            )
+    for name, table in (("token_type_ids", "segment_vocab_size"), ("global_token_type_ids", "segment_vocab_size")):
+        value = inputs.get(name)
+        size = getattr(config, table)
+        if value is not None and value.numel() and (int(value.min()) < 0 or int(value.max()) >= size):
+            raise ValueError(f"`{name}` must lie in [0, {size - 1}] (config.{table}={size}).")
+    # ids and 0/1 masks: checked at once on CPU; on an accelerator without a host sync (ValueChecks)
+    checks = ValueChecks()
+    for name in ("input_ids", "global_input_ids"):
+        if inputs.get(name) is not None:
+            checks.token_ids(name, inputs[name], vocab_size or config.vocab_size)
+    for name in ("attention_mask", "global_attention_mask"):
+        if inputs.get(name) is not None:
+            checks.zeros_and_ones(name, inputs[name])
+    checks.assert_on_device()

@@ -2,13 +2,13 @@
 
 Read top to bottom: embeddings -> layers (attention = projections + graph + executor) -> model
 -> task heads. Module and weight names are transformers' BigBird names, so its checkpoints load
-as they are. The graph (who attends to whom) comes from `longbird_attention_graph.py`; how it
-is computed from `longbird_attention_executors.py`.
+as they are. The graph (who attends to whom) and the sequence layout it is built on come from
+`longbird_block_graph.py`; how it is computed from `longbird_block_executors.py`; input checks
+from `longbird_input_checks.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +17,6 @@ from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPooling,
@@ -29,10 +28,12 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from .remote_code import RemoteCodeMixin
 from ..configuration.configuration_longbird_bigbird import BigBirdConfig
-from .longbird_attention_executors import run_attention
-from .longbird_attention_graph import BlockGraph, SparsePattern, build_block_graph
+from .longbird_block_executors import run_attention
+from .longbird_block_graph import BlockGraph, layer_graphs, make_layout, sparse_pattern, strip_attention, to_internal
+from .longbird_input_checks import ValueChecks, check_global_inputs, check_inputs, table_size
+from .remote_code import RemoteCodeMixin
+
 
 def activation(name: str) -> nn.Module:
     """transformers' activation by name; its tanh-GELU ("gelu_new", BigBird's default) as torch's
@@ -41,83 +42,6 @@ def activation(name: str) -> nn.Module:
     if name in ("gelu_new", "gelu_pytorch_tanh"):
         return nn.GELU(approximate="tanh")
     return ACT2FN[name]
-
-
-# --------------------------------------------------------------------------------------------
-# Input layout: where global tokens, real tokens and block padding sit
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SequenceLayout:
-    """How a batch is laid out inside the encoder.
-
-    Internal sequence = `[extra global tokens, padded to whole blocks] + [tokens] + [padding to a
-    whole block]` (block_sparse) or `[extra global tokens] + [tokens]` (original_full).
-    """
-
-    num_prefix: int  # internal positions before the first token (extra global tokens + their padding)
-    num_global: int  # extra global tokens (learned, or the caller's global_input_ids)
-    seq_len: int  # tokens given by the caller
-    key_valid: torch.Tensor  # [B, n] bool over the internal sequence
-    global_blocks: list[tuple[int, ...]]  # per example (block_sparse only)
-    real_blocks: list[int]  # per example: blocks up to the last real token (block_sparse only)
-
-    def strip(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Internal `[B, n, H]` -> the caller's `[B, seq_len, H]`."""
-        return hidden[:, self.num_prefix : self.num_prefix + self.seq_len]
-
-
-def make_layout(
-    config: BigBirdConfig,
-    attention_mask: torch.Tensor,
-    global_prefix_length: torch.Tensor | None,
-    global_attention_mask: torch.Tensor | None = None,
-    checks: ValueChecks | None = None,
-) -> SequenceLayout:
-    """`global_attention_mask` `[B, g]`: the caller's global input (replaces the learned tokens).
-    `checks`: the input checks still pending on an accelerator; they are settled here, before any
-    embedding lookup, riding on the transfer of the per-example lengths the graph is built from."""
-    checks = checks if checks is not None else ValueChecks()
-    batch, seq_len = attention_mask.shape
-    device = attention_mask.device
-    mask = attention_mask.bool()
-    if global_attention_mask is not None:
-        globals_valid = global_attention_mask.bool()
-    else:
-        globals_valid = torch.ones(batch, config.num_global_tokens, dtype=torch.bool, device=device)
-    g = globals_valid.shape[1]
-    if config.attention_type == "original_full":
-        checks.assert_on_device()  # no host transfer on this path
-        return SequenceLayout(g, g, seq_len, torch.cat([globals_valid, mask], 1), [], [])
-
-    bs = config.block_size
-    g_blocks = -(-g // bs)
-    num_prefix = g_blocks * bs
-    pad = -seq_len % bs
-    key_valid = torch.cat(
-        [
-            globals_valid,
-            torch.zeros(batch, num_prefix - g, dtype=torch.bool, device=device),
-            mask,
-            torch.zeros(batch, pad, dtype=torch.bool, device=device),
-        ],
-        dim=1,
-    )
-    # An example's graph ends at its last real token: padding after it never changes its outputs.
-    has_token = mask.any(1)
-    last = torch.where(has_token, seq_len - 1 - mask.flip(1).int().argmax(1), torch.zeros_like(has_token, dtype=torch.long))
-    real_blocks = checks.fetch(g_blocks + last // bs + 1)
-    prefix_blocks = [0] * batch
-    if global_prefix_length is not None:
-        prefix_blocks = (-(-global_prefix_length.to(torch.long) // bs)).tolist()
-    global_blocks = []
-    for nb_real, extra in zip(real_blocks, prefix_blocks):
-        lead = set(range(g_blocks)) | set(range(g_blocks, g_blocks + extra))
-        if g == 0:  # BigBird-ITC: the first and the last block of the example are global
-            lead |= {0, nb_real - 1}
-        global_blocks.append(tuple(sorted(b for b in lead if b < nb_real)))
-    return SequenceLayout(num_prefix, g, seq_len, key_valid, global_blocks, real_blocks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,9 +193,11 @@ class BigBirdLayer(GradientCheckpointingLayer):
 
 
 class BigBirdEncoder(nn.Module):
+    """Only the layer list (no forward: `BigBirdModel` runs the layers), so weights are named
+    `encoder.layer.N` as in transformers' BigBird."""
+
     def __init__(self, config: BigBirdConfig):
         super().__init__()
-        self.config = config
         self.layer = nn.ModuleList([BigBirdLayer(config, i) for i in range(config.num_hidden_layers)])
         self.gradient_checkpointing = False
 
@@ -356,8 +282,15 @@ class BigBirdModel(BigBirdPreTrainedModel):
         return_dict = config.return_dict if return_dict is None else return_dict
         checks, vocab_size = ValueChecks(), table_size(self.embeddings.word_embeddings, config)
         batch, seq_len, device = check_inputs(
-            config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, global_prefix_length,
-            checks=checks, vocab_size=vocab_size,
+            config,
+            input_ids,
+            inputs_embeds,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            global_prefix_length,
+            checks=checks,
+            vocab_size=vocab_size,
         )
         if global_input_ids is not None:
             check_global_inputs(global_input_ids, global_attention_mask, batch, vocab_size, checks)
@@ -404,288 +337,6 @@ class BigBirdModel(BigBirdPreTrainedModel):
             global_last_hidden_state=global_output,
         )
         return output if return_dict else output.to_tuple()
-
-
-def sparse_pattern(config) -> SparsePattern:
-    """The config-level part of the block-sparse graph (BigBird and BigBird-Pegasus configs)."""
-    return SparsePattern(
-        block_size=config.block_size,
-        num_heads=config.num_attention_heads,
-        window_blocks=config.window_blocks,
-        num_random_blocks=config.num_random_blocks,
-        random_plan=config.random_plan,
-        max_position_embeddings=config.max_position_embeddings,
-    )
-
-
-def to_internal(hidden: torch.Tensor, layout: SequenceLayout, global_embeds: torch.Tensor | None) -> torch.Tensor:
-    """`[B, L, H]` -> the internal sequence: global tokens (+ block padding) in front, the end
-    padded to a whole block."""
-    batch = hidden.shape[0]
-    parts = [] if global_embeds is None else [global_embeds.to(hidden.dtype)]
-    gap = layout.num_prefix - layout.num_global
-    tail = layout.key_valid.shape[1] - layout.num_prefix - layout.seq_len
-    if gap:
-        parts.append(hidden.new_zeros(batch, gap, hidden.shape[2]))
-    parts.append(hidden)
-    if tail:
-        parts.append(hidden.new_zeros(batch, tail, hidden.shape[2]))
-    return torch.cat(parts, dim=1) if len(parts) > 1 else hidden
-
-
-def layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, hidden: torch.Tensor):
-    """Per layer: the block graph (block_sparse), or one dense mask for every layer (original_full).
-    Returns `(graphs, full_mask)`."""
-    if config.attention_type != "block_sparse":
-        full_mask = create_bidirectional_mask(
-            config=config, inputs_embeds=hidden, attention_mask=layout.key_valid.to(torch.long)
-        )
-        return [None] * config.num_hidden_layers, full_mask
-    n = hidden.shape[1]
-    graphs = []
-    for layer in range(config.num_hidden_layers):
-        graph = build_block_graph(
-            pattern,
-            seed=layer,
-            num_blocks=n // config.block_size,
-            example_blocks=layout.real_blocks,
-            example_globals=layout.global_blocks,
-            key_valid=layout.key_valid.cpu(),
-            reference_layout=layout.num_global == 0,
-        )
-        graphs.append(graph.to(hidden.device))
-    return graphs, None
-
-
-def strip_attention(weights: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
-    """Drop block padding (and the padding after extra global tokens) from attention weights."""
-    g = layout.num_prefix
-    keep = list(range(layout.num_global)) + list(range(g, g + layout.seq_len))
-    index = torch.tensor(keep, device=weights.device)
-    return weights.index_select(2, index).index_select(3, index)
-
-
-def check_global_inputs(
-    global_input_ids, global_attention_mask, batch: int, vocab_size: int, checks: ValueChecks
-) -> None:
-    check_integer_ids("global_input_ids", global_input_ids)
-    if global_input_ids.dim() != 2 or global_input_ids.shape[0] != batch:
-        raise ValueError(
-            f"`global_input_ids` must have shape (batch_size={batch}, num_global), got {tuple(global_input_ids.shape)}; "
-            f"pass one global input row per input row."
-        )
-    if global_input_ids.shape[1] == 0:
-        raise ValueError("`global_input_ids` holds no token; leave it out to use the config's global tokens.")
-    if global_attention_mask is not None and global_attention_mask.shape != global_input_ids.shape:
-        raise ValueError(
-            f"`global_attention_mask` has shape {tuple(global_attention_mask.shape)} but `global_input_ids` has "
-            f"{tuple(global_input_ids.shape)}."
-        )
-    checks.token_ids("global_input_ids", global_input_ids, vocab_size)
-    if global_attention_mask is not None:
-        checks.zeros_and_ones("global_attention_mask", global_attention_mask)
-
-
-def check_inputs(
-    config, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, global_prefix_length,
-    checks=None, vocab_size=None,
-):
-    """Clear errors for bad input, naming the argument and the fix. Returns (batch, seq_len, device).
-
-    Value checks (ids inside their tables, a 0/1 mask) go to `checks` (`ValueChecks`): at once on
-    CPU; on an accelerator the caller settles them (`make_layout`). Without `checks` they are
-    settled here. `vocab_size`: rows of the token table (default config.vocab_size)."""
-    own_checks = checks is None
-    checks = ValueChecks() if own_checks else checks
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
-    if input_ids is not None:
-        check_integer_ids("input_ids", input_ids)
-        if input_ids.dim() != 2:
-            raise ValueError(f"`input_ids` must have shape (batch_size, seq_len), got {tuple(input_ids.shape)}.")
-        shape, device = tuple(input_ids.shape), input_ids.device
-    else:
-        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
-            raise ValueError(
-                f"`inputs_embeds` must have shape (batch_size, seq_len, {config.hidden_size}), "
-                f"got {tuple(inputs_embeds.shape)}."
-            )
-        shape, device = tuple(inputs_embeds.shape[:2]), inputs_embeds.device
-    batch, seq_len = shape
-    if batch == 0:
-        raise ValueError("The batch is empty (batch_size 0); pass at least one example.")
-    if seq_len == 0:
-        raise ValueError("The input is empty (seq_len 0); pass at least one token.")
-    if seq_len > config.max_position_embeddings:
-        raise ValueError(
-            f"The input has {seq_len} tokens but the model has max_position_embeddings="
-            f"{config.max_position_embeddings}; truncate it (tokenizer(..., truncation=True, "
-            f"max_length={config.max_position_embeddings})) or split it into windows."
-        )
-    for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids), ("position_ids", position_ids)):
-        if value is not None and tuple(value.shape) != shape and not (name == "position_ids" and tuple(value.shape) == (1, seq_len)):
-            raise ValueError(
-                f"`{name}` has shape {tuple(value.shape)} but the input has shape {shape}; pass one value per "
-                f"token, e.g. from the same tokenizer call with padding=True."
-            )
-    if input_ids is not None:
-        checks.token_ids("input_ids", input_ids, vocab_size or config.vocab_size)
-    if attention_mask is not None:
-        checks.zeros_and_ones("attention_mask", attention_mask)
-    if token_type_ids is not None:
-        checks.in_range("token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size")
-    if position_ids is not None:
-        checks.in_range("position_ids", position_ids, config.max_position_embeddings, "max_position_embeddings")
-    if global_prefix_length is not None:
-        lengths = torch.as_tensor(global_prefix_length).reshape(-1)
-        if lengths.numel() != batch:
-            raise ValueError(f"`global_prefix_length` needs one value per example ({batch}), got {lengths.numel()}.")
-        if int(lengths.min()) < 0 or int(lengths.max()) > seq_len:
-            raise ValueError(
-                f"`global_prefix_length` asks for up to {int(lengths.max())} global tokens but the sequence "
-                f"holds {seq_len}; pass at most the sequence length."
-            )
-    if own_checks:
-        checks.assert_on_device()
-    return batch, seq_len, device
-
-
-def table_size(embedding: nn.Module, config) -> int:
-    """Rows of a token table (ids must be below it); config.vocab_size for a table of another kind."""
-    return getattr(embedding, "num_embeddings", config.vocab_size)
-
-
-def check_integer_ids(name: str, ids) -> None:
-    if not isinstance(ids, torch.Tensor) or ids.dtype not in _INTEGER_DTYPES:
-        got = type(ids).__name__ if not isinstance(ids, torch.Tensor) else f"a tensor of {ids.dtype}"
-        raise TypeError(
-            f"`{name}` must be a tensor of integer token ids (torch.long or torch.int, e.g. from "
-            f"tokenizer(..., return_tensors='pt')), got {got}."
-        )
-
-
-_INTEGER_DTYPES = (torch.long, torch.int)  # what nn.Embedding takes
-
-
-class ValueChecks:
-    """Checks of input *values*: ids inside their embedding table, masks of 0 and 1.
-
-    A value check needs the values on the host. For a CPU tensor that is a min/max next to a
-    whole forward pass, so it runs at once and raises at once. For an accelerator tensor, reading
-    a value on the host waits for the device to finish its queued work (a sync), which would cost
-    every forward its overlap of host and device. So there the check is only reduced on the
-    device (one bool per check) and left pending, and the model settles it without a sync of its
-    own:
-
-    * `fetch(values)`: where the model moves values to the host anyway (BigBird: each example's
-      real length, which its graph is built from), the pending bools travel in the same transfer
-      and fail with the same ValueError as on CPU, before any embedding lookup;
-    * `assert_on_device()`: where there is no such transfer (ETC, full attention), a CUDA
-      `torch._assert_async` stops the run with a device-side assertion rather than letting a bad
-      id reach the embedding or a bad mask value silently count as a token; the readable message
-      needs the values on the host (run the batch on CPU to see it). Other accelerators, whose
-      support of the assertion is not tested here, are checked on the host (one sync).
-    """
-
-    def __init__(self):
-        self.pending: list[tuple[torch.Tensor, Callable[[], str]]] = []
-
-    @staticmethod
-    def deferred(tensor: torch.Tensor) -> bool:
-        """Whether a check of `tensor` waits for `fetch`/`assert_on_device` (not on the CPU)."""
-        return tensor.device.type != "cpu"
-
-    def require(self, ok: torch.Tensor, message: Callable[[], str]) -> None:
-        """`ok`: a bool scalar tensor; `message()`, called only on failure, says what is wrong and the fix."""
-        if self.deferred(ok):
-            self.pending.append((ok, message))
-        elif not bool(ok):
-            raise ValueError(message())
-
-    def token_ids(self, name: str, ids: torch.Tensor, vocab_size: int) -> None:
-        """Token ids must index the embedding table: an id outside it is the usual sign of a
-        tokenizer that is not the model's."""
-
-        def message():
-            low, high = _value_range(ids)
-            return (
-                f"`{name}` holds token ids in [{low}, {high}], but the model's vocabulary has {vocab_size} tokens "
-                f"(ids 0..{vocab_size - 1}, config.vocab_size). This usually means the tokenizer is not the "
-                f"model's: load both from the same checkpoint, or give a new model vocab_size=len(tokenizer) "
-                f"(model.resize_token_embeddings(len(tokenizer)) for a trained one)."
-            )
-
-        self._in_range(ids, vocab_size, message)
-
-    def in_range(self, name: str, ids: torch.Tensor, size: int, field: str) -> None:
-        """Ids into a table of `size` rows (`config.<field>`)."""
-
-        def message():
-            low, high = _value_range(ids)
-            return f"`{name}` must lie in [0, {size - 1}] (config.{field}={size}), got values in [{low}, {high}]."
-
-        self._in_range(ids, size, message)
-
-    def zeros_and_ones(self, name: str, mask: torch.Tensor) -> None:
-        """A mask of 1 (a real token) and 0 (padding); any other value would be read as a token."""
-        if mask.dtype == torch.bool or not mask.numel():
-            return
-
-        def message():
-            bad = mask[(mask != 0) & (mask != 1)].unique().tolist()[:6]
-            return (
-                f"`{name}` must hold only 1 (a real token) and 0 (padding), got {bad}; pass the tokenizer's "
-                f"attention_mask, or (mask > 0).long() for a mask of weights."
-            )
-
-        self.require(((mask == 0) | (mask == 1)).all(), message)
-
-    def _in_range(self, ids: torch.Tensor, size: int, message: Callable[[], str]) -> None:
-        if not ids.numel():
-            return
-        if self.deferred(ids):
-            self.require(((ids >= 0) & (ids < size)).all(), message)
-        else:
-            low, high = torch.aminmax(ids)
-            if int(low) < 0 or int(high) >= size:
-                raise ValueError(message())
-
-    def fetch(self, values: torch.Tensor) -> list[int]:
-        """`values.tolist()` (1-D integers), with the pending checks in the same transfer; raises
-        the first failed check."""
-        if not self.pending:
-            return values.tolist()
-        flags = torch.stack([ok.to(values.device) for ok, _ in self.pending]).to(values.dtype)
-        fetched = torch.cat([values.reshape(-1), flags]).tolist()
-        self._raise_failed(fetched[values.numel():])
-        return fetched[: values.numel()]
-
-    def assert_on_device(self) -> None:
-        """Settle the pending checks without a host transfer (see the class docstring)."""
-        if not self.pending:
-            return
-        oks = [ok for ok, _ in self.pending]
-        if all(ok.device.type == "cuda" for ok in oks):
-            torch._assert_async(torch.stack([ok.to(oks[0].device) for ok in oks]).all())
-            self.pending.clear()
-        else:
-            self.settle()
-
-    def settle(self) -> None:
-        """Settle the pending checks on the host (one transfer)."""
-        if self.pending:
-            self._raise_failed(torch.stack([ok.cpu() for ok, _ in self.pending]).tolist())
-
-    def _raise_failed(self, flags: list) -> None:
-        pending, self.pending = self.pending, []
-        for flag, (_, message) in zip(flags, pending):
-            if not flag:
-                raise ValueError(message())
-
-
-def _value_range(values: torch.Tensor) -> tuple:
-    low, high = torch.aminmax(values)
-    return low.item(), high.item()
 
 
 # --------------------------------------------------------------------------------------------
@@ -759,15 +410,25 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
         global_attention_mask=None,
     ):
         outputs = self.bert(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, global_prefix_length,
-            output_attentions, output_hidden_states, return_dict=True,
-            global_input_ids=global_input_ids, global_attention_mask=global_attention_mask,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            global_prefix_length,
+            output_attentions,
+            output_hidden_states,
+            return_dict=True,
+            global_input_ids=global_input_ids,
+            global_attention_mask=global_attention_mask,
         )
         logits = self.cls(outputs.last_hidden_state)
         loss = None
         if labels is not None:
             loss = CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.view(-1))
-        out = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        out = MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
         return _maybe_tuple(out, return_dict, self.config)
 
 
@@ -814,9 +475,17 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
         global_attention_mask=None,
     ):
         outputs = self.bert(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, global_prefix_length,
-            output_attentions, output_hidden_states, return_dict=True,
-            global_input_ids=global_input_ids, global_attention_mask=global_attention_mask,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            global_prefix_length,
+            output_attentions,
+            output_hidden_states,
+            return_dict=True,
+            global_input_ids=global_input_ids,
+            global_attention_mask=global_attention_mask,
         )
         if outputs.global_last_hidden_state is not None:
             features = outputs.global_last_hidden_state[:, 0]
@@ -883,9 +552,17 @@ class BigBirdForTokenClassification(BigBirdPreTrainedModel):
         global_attention_mask=None,
     ):
         outputs = self.bert(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, global_prefix_length,
-            output_attentions, output_hidden_states, return_dict=True,
-            global_input_ids=global_input_ids, global_attention_mask=global_attention_mask,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            global_prefix_length,
+            output_attentions,
+            output_hidden_states,
+            return_dict=True,
+            global_input_ids=global_input_ids,
+            global_attention_mask=global_attention_mask,
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
@@ -958,9 +635,15 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
                 token_type_ids = (~question_mask).long()
             question_mask[:, 0] = False  # [CLS] stays a candidate: it stands for "no answer"
         outputs = self.bert(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
             global_prefix_length=question_lengths,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         logits = self.qa_classifier(outputs.last_hidden_state)
         if question_mask is not None:

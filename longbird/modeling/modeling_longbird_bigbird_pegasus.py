@@ -1,7 +1,8 @@
 """BigBird-Pegasus: longbird's sparse encoder under transformers' Pegasus-style decoder.
 
-The encoder is BigBird's attention (the shared graph + executors, `modeling_longbird_bigbird`)
-in Pegasus' pre-LayerNorm layers, with transformers' module and weight names, so folders written
+The encoder is BigBird's attention (`BigBirdSelfAttention` over the block-sparse core: layout
+and graphs from `longbird_block_graph`, executors from `longbird_block_executors`) in Pegasus'
+pre-LayerNorm layers, with transformers' module and weight names, so folders written
 by `transformers.BigBirdPegasus*.save_pretrained` load as they are. The decoder (causal
 self-attention + cross-attention through transformers' attention interface, SDPA by default,
 with an `EncoderDecoderCache`), the heads and `generate()` are transformers' own: we only build
@@ -20,22 +21,13 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.bigbird_pegasus import modeling_bigbird_pegasus as reference
 
-from .remote_code import RemoteCodeMixin
 from ..configuration.configuration_longbird_bigbird_pegasus import BigBirdPegasusConfig
 from ..configuration.configuration_longbird_etc import EtcConfig
-from .modeling_longbird_bigbird import (
-    BigBirdSelfAttention,
-    ValueChecks,
-    activation,
-    check_inputs,
-    layer_graphs,
-    make_layout,
-    strip_attention,
-    sparse_pattern,
-    table_size,
-    to_internal,
-)
+from .longbird_block_graph import layer_graphs, make_layout, sparse_pattern, strip_attention, to_internal
+from .longbird_input_checks import ValueChecks, check_inputs, table_size
+from .modeling_longbird_bigbird import BigBirdSelfAttention, activation
 from .modeling_longbird_etc import EtcModel
+from .remote_code import RemoteCodeMixin
 
 # --------------------------------------------------------------------------------------------
 # Encoder on the sparse core
@@ -69,7 +61,9 @@ class BigBirdPegasusEncoderLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, hidden_states, graph=None, full_mask=None, output_attentions=False):
-        attended, weights = self.self_attn(self.self_attn_layer_norm(hidden_states), graph, full_mask, output_attentions)
+        attended, weights = self.self_attn(
+            self.self_attn_layer_norm(hidden_states), graph, full_mask, output_attentions
+        )
         hidden_states = hidden_states + self.dropout(attended)
         ffn = self.fc2(self.activation_fn(self.fc1(self.final_layer_norm(hidden_states))))
         return hidden_states + self.dropout(ffn), weights
@@ -112,8 +106,15 @@ class BigBirdPegasusEncoder(nn.Module):
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         checks = ValueChecks()
         batch, seq_len, device = check_inputs(
-            config, input_ids, inputs_embeds, attention_mask, None, None, None,
-            checks=checks, vocab_size=table_size(self.embed_tokens, config),
+            config,
+            input_ids,
+            inputs_embeds,
+            attention_mask,
+            None,
+            None,
+            None,
+            checks=checks,
+            vocab_size=table_size(self.embed_tokens, config),
         )
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq_len, dtype=torch.long, device=device)
@@ -206,7 +207,9 @@ class EtcPegasusEncoder(nn.Module):
             sentence_ids=sentence_ids,
             # the Pegasus config's flags, not the inner EtcConfig's
             output_attentions=self.config.output_attentions if output_attentions is None else output_attentions,
-            output_hidden_states=self.config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            output_hidden_states=self.config.output_hidden_states
+            if output_hidden_states is None
+            else output_hidden_states,
         )
         return BaseModelOutput(
             last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states, attentions=out.attentions

@@ -1,8 +1,9 @@
 """ETC (Extended Transformer Construction, Ainslie et al. 2020) on longbird's attention core.
 
-Read top to bottom: inputs -> graph (who attends to whom, `longbird_global_local_graph`) ->
-embeddings -> layers (ten projections, two fused softmaxes through the global-local executors,
-relative-position logits) -> model -> task heads. Numerics follow Google's TF `etcmodel`; its
+Read top to bottom: embeddings -> layers (ten projections, two fused softmaxes through the global-local executors,
+relative-position logits) -> model -> task heads. The inputs become the graph (who attends to
+whom) in `longbird_global_local_graph.prepare_inputs`; the executors are
+`longbird_global_local_executors`. Numerics follow Google's TF `etcmodel`; its
 released checkpoints convert with `longbird.conversion.convert_etc_tf_checkpoint`.
 
 Two inputs travel side by side: the *long* input (tokens) and the *global* input (e.g. one token
@@ -31,234 +32,12 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import ModelOutput
 
-from .remote_code import RemoteCodeMixin
 from ..configuration.configuration_longbird_etc import EtcConfig
-from .longbird_attention_executors import RelativeLogits, global_local_attention, global_side_attention
-from .longbird_global_local_graph import (
-    GlobalLocalGraph,
-    build_global_local_graph,
-    example_ids_from_breakpoints,
-    fixed_block_globals,
-)
-from .modeling_longbird_bigbird import (
-    ValueChecks,
-    activation,
-    check_integer_ids,
-    sequence_classification_loss,
-    table_size,
-)
-
-#: explicit graph inputs a caller may pass (flexible masking), and the graph fields they fill
-GRAPH_INPUTS = {
-    "l2l_att_mask": "l2l_mask",
-    "g2g_att_mask": "g2g_mask",
-    "l2g_att_mask": "l2g_mask",
-    "g2l_att_mask": "g2l_mask",
-    "l2l_relative_att_ids": "l2l_ids",
-    "g2g_relative_att_ids": "g2g_ids",
-    "l2g_relative_att_ids": "l2g_ids",
-    "g2l_relative_att_ids": "g2l_ids",
-}
-
-
-# --------------------------------------------------------------------------------------------
-# Inputs -> graph
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class EtcInputs:
-    """A batch after defaults are filled in: both sides' ids/types/masks and the graph."""
-
-    input_ids: torch.Tensor | None
-    token_type_ids: torch.Tensor
-    global_input_ids: torch.Tensor | None
-    global_token_type_ids: torch.Tensor
-    long_real: torch.Tensor  # [B, n_l] bool
-    global_real: torch.Tensor  # [B, n_g] bool
-    graph: GlobalLocalGraph
-
-
-def prepare_inputs(config: EtcConfig, *, vocab_size: int | None = None, **inputs) -> EtcInputs:
-    """Fill in what the caller left out, following the reference, and build the graph.
-
-    * No global input: fixed-block global tokens (one per `num_tokens_per_block` long tokens).
-    * No breakpoints: one example per row, its real tokens given by the attention masks.
-    * Explicit `*_att_mask` / `*_relative_att_ids` replace the built pieces.
-
-    `vocab_size`: rows of the token table (default config.vocab_size).
-    """
-    check_inputs(config, inputs, vocab_size)
-    input_ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
-    first = input_ids if input_ids is not None else embeds
-    batch, n_long, device = first.shape[0], first.shape[1], first.device
-    attention_mask = inputs.get("attention_mask")
-    if attention_mask is None:
-        attention_mask = torch.ones(batch, n_long, dtype=torch.long, device=device)
-    sentence_ids = inputs.get("sentence_ids")
-    global_ids, global_embeds = inputs.get("global_input_ids"), inputs.get("global_inputs_embeds")
-    global_mask = inputs.get("global_attention_mask")
-    if global_ids is None and global_embeds is None:
-        if inputs.get("global_breakpoints") is not None:
-            raise ValueError(
-                "`global_breakpoints` were given without `global_input_ids`; pass the global input too, or "
-                "neither (fixed-block global tokens are then built)."
-            )
-        sentence_ids, global_mask = fixed_block_globals(attention_mask, config.num_tokens_per_block)
-        global_ids = torch.where(global_mask.bool(), config.global_token_id, config.pad_token_id or 0)
-    n_global = (global_ids if global_ids is not None else global_embeds).shape[1]
-    if global_mask is None:
-        global_mask = torch.ones(batch, n_global, dtype=torch.long, device=device)
-
-    long_example = _example_ids(inputs.get("long_breakpoints"), attention_mask)
-    global_example = _example_ids(inputs.get("global_breakpoints"), global_mask)
-    given = {field: inputs.get(name) for name, field in GRAPH_INPUTS.items()}
-    graph = build_global_local_graph(
-        long_example,
-        global_example,
-        sentence_ids,
-        config.local_radius,
-        config.relative_pos_max_distance,
-        config.use_hard_g2l_mask,
-        config.use_hard_l2g_mask,
-        given,
-    )
-    token_types = inputs.get("token_type_ids")
-    global_types = inputs.get("global_token_type_ids")
-    return EtcInputs(
-        input_ids=input_ids,
-        # the reference's default segment ids: 1 on the long side, 0 on the global side
-        token_type_ids=token_types if token_types is not None else torch.ones_like(attention_mask, dtype=torch.long),
-        global_input_ids=global_ids,
-        global_token_type_ids=global_types if global_types is not None else torch.zeros_like(global_mask, dtype=torch.long),
-        long_real=long_example > 0,
-        global_real=global_example > 0,
-        graph=graph,
-    )
-
-
-def _example_ids(breakpoints: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
-    """Per token: its packed example's id (> 0), or 0 for padding."""
-    if breakpoints is None:
-        return mask.long()
-    return example_ids_from_breakpoints(breakpoints.long()) * mask.long()
-
-
-def check_inputs(config: EtcConfig, inputs: dict, vocab_size: int | None = None) -> None:
-    """Clear errors, naming the argument and the fix, for inputs that would fail deep in torch or
-    give silently wrong outputs."""
-    input_ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
-    if (input_ids is None) == (embeds is None):
-        raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds` (the long input).")
-    if input_ids is not None:
-        check_integer_ids("input_ids", input_ids)
-    first = input_ids if input_ids is not None else embeds
-    if first.dim() != (2 if input_ids is not None else 3):
-        expected = "[batch, long_length]" if input_ids is not None else "[batch, long_length, hidden]"
-        name = "input_ids" if input_ids is not None else "inputs_embeds"
-        raise ValueError(f"`{name}` must be {expected}; got shape {tuple(first.shape)}.")
-    batch, n_long = first.shape[:2]
-    if batch == 0:
-        raise ValueError("The batch is empty (batch_size 0); pass at least one example.")
-    if n_long == 0:
-        raise ValueError("The long input is empty (0 tokens); pass at least one token per row.")
-    global_ids, global_embeds = inputs.get("global_input_ids"), inputs.get("global_inputs_embeds")
-    if global_ids is not None and global_embeds is not None:
-        raise ValueError("Pass at most one of `global_input_ids` and `global_inputs_embeds` (the global input).")
-    if global_ids is not None:
-        check_integer_ids("global_input_ids", global_ids)
-    global_first = global_ids if global_ids is not None else global_embeds
-    if global_first is not None and global_first.dim() != (2 if global_ids is not None else 3):
-        name = "global_input_ids" if global_ids is not None else "global_inputs_embeds"
-        expected = "[batch, global_length]" if global_ids is not None else "[batch, global_length, hidden]"
-        raise ValueError(
-            f"`{name}` must be {expected}; got shape {tuple(global_first.shape)}. For one example, add the batch "
-            f"dimension (e.g. ids.unsqueeze(0)), as for `input_ids`."
-        )
-    n_global = None if global_first is None else global_first.shape[1]
-    if global_first is not None:
-        if global_first.shape[0] != batch:
-            raise ValueError(
-                f"The long input has batch size {batch} but the global input has {global_first.shape[0]}; "
-                f"pass one global input row per long input row."
-            )
-        if n_global == 0:
-            raise ValueError(
-                "The global input is empty (0 global tokens); ETC needs at least one global token per row: "
-                "pass one per sentence (see EtcFeaturizer), or leave `global_input_ids` out to get "
-                "fixed-block global tokens."
-            )
-    if n_global is None and inputs.get("sentence_ids") is not None:
-        raise ValueError("`sentence_ids` were given without `global_input_ids`; pass the global tokens they point at.")
-    if (inputs.get("long_breakpoints") is None) != (inputs.get("global_breakpoints") is None):
-        raise ValueError(
-            "Pass `long_breakpoints` and `global_breakpoints` together (one 1 per packed example on each side), "
-            "or neither for one example per row."
-        )
-    long_shape, global_shape = (batch, n_long), (batch, n_global)
-    expected = {
-        "attention_mask": long_shape,
-        "token_type_ids": long_shape,
-        "long_breakpoints": long_shape,
-        "sentence_ids": long_shape,
-        "position_ids": long_shape,
-        "global_attention_mask": global_shape,
-        "global_token_type_ids": global_shape,
-        "global_breakpoints": global_shape,
-        "global_position_ids": global_shape,
-    }
-    window = 2 * config.local_radius + 1
-    pieces = {"l2l": (batch, n_long, window), "g2g": (batch, n_global, n_global)}
-    pieces |= {"l2g": (batch, n_long, n_global), "g2l": (batch, n_global, n_long)}
-    for piece, shape in pieces.items():
-        expected[f"{piece}_att_mask"] = shape
-        expected[f"{piece}_relative_att_ids"] = shape
-    for name, shape in expected.items():
-        value = inputs.get(name)
-        if value is None:
-            continue
-        if None in shape:
-            raise ValueError(f"`{name}` was given without a global input; pass `global_input_ids` too.")
-        if tuple(value.shape) != shape:
-            raise ValueError(f"`{name}` has shape {tuple(value.shape)}, expected {shape}.")
-    for name in ("long_breakpoints", "global_breakpoints", *(k for k in GRAPH_INPUTS if k.endswith("mask"))):
-        value = inputs.get(name)
-        if value is not None and value.numel() and not bool(((value == 0) | (value == 1)).all()):
-            raise ValueError(f"`{name}` must hold only 0 and 1, got values {sorted(value.unique().tolist())[:6]}.")
-    for name in (k for k in GRAPH_INPUTS if k.endswith("ids")):
-        value = inputs.get(name)
-        if value is not None and value.numel():
-            low, high = int(value.min()), int(value.max())
-            if low < 0 or high >= config.relative_vocab_size:
-                raise ValueError(
-                    f"`{name}` must lie in [0, {config.relative_vocab_size - 1}] (config.relative_vocab_size="
-                    f"{config.relative_vocab_size}), got values in [{low}, {high}]."
-                )
-    sentence_ids = inputs.get("sentence_ids")
-    if sentence_ids is not None and sentence_ids.numel():
-        real = inputs.get("attention_mask")
-        ids = sentence_ids if real is None else sentence_ids[real.bool()]
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_global):
-            raise ValueError(
-                f"`sentence_ids` point at global tokens {int(ids.min())}..{int(ids.max())} but the global input "
-                f"has {n_global} tokens (indices 0..{n_global - 1}); give every long token the index of an "
-                f"existing global token."
-            )
-    for name, table in (("token_type_ids", "segment_vocab_size"), ("global_token_type_ids", "segment_vocab_size")):
-        value = inputs.get(name)
-        size = getattr(config, table)
-        if value is not None and value.numel() and (int(value.min()) < 0 or int(value.max()) >= size):
-            raise ValueError(f"`{name}` must lie in [0, {size - 1}] (config.{table}={size}).")
-    # ids and 0/1 masks: checked at once on CPU; on an accelerator without a host sync (ValueChecks)
-    checks = ValueChecks()
-    for name in ("input_ids", "global_input_ids"):
-        if inputs.get(name) is not None:
-            checks.token_ids(name, inputs[name], vocab_size or config.vocab_size)
-    for name in ("attention_mask", "global_attention_mask"):
-        if inputs.get(name) is not None:
-            checks.zeros_and_ones(name, inputs[name])
-    checks.assert_on_device()
-
+from .longbird_global_local_executors import RelativeLogits, global_local_attention, global_query_attention
+from .longbird_global_local_graph import GlobalLocalGraph, example_ids, prepare_inputs
+from .longbird_input_checks import table_size
+from .modeling_longbird_bigbird import activation, sequence_classification_loss
+from .remote_code import RemoteCodeMixin
 
 # --------------------------------------------------------------------------------------------
 # Layers
@@ -275,7 +54,8 @@ class EtcEmbeddings(nn.Module):
         # ALBERT-style factorisation: a projection after the lookup, shared by both inputs
         self.token_projection = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
         self.segment_embeddings = nn.Embedding(config.segment_vocab_size, config.hidden_size)
-        if config.max_absolute_position_embeddings:
+        self.has_positions = bool(config.max_absolute_position_embeddings)
+        if self.has_positions:
             self.long_position_embeddings = nn.Embedding(config.max_absolute_position_embeddings, config.hidden_size)
             self.global_position_embeddings = nn.Embedding(config.max_absolute_position_embeddings, config.hidden_size)
         self.long_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -286,7 +66,9 @@ class EtcEmbeddings(nn.Module):
         embeds = self.token_embeddings(ids)
         return embeds if self.token_projection is None else self.token_projection(embeds)
 
-    def forward(self, side: str, ids, embeds, token_type_ids, position_ids) -> torch.Tensor:
+    def forward(self, ids, embeds, token_type_ids, position_ids, is_global: bool) -> torch.Tensor:
+        """The long input's embeddings, or the global input's (`is_global`): the same token and
+        token-type tables, each input its own position table and LayerNorm."""
         # `embeds` come from the token table (get_input_embeddings), so they get its projection too
         if embeds is None:
             hidden = self.tokens(ids)
@@ -295,15 +77,16 @@ class EtcEmbeddings(nn.Module):
         else:
             hidden = embeds
         hidden = hidden + self.segment_embeddings(token_type_ids)
-        positions = getattr(self, f"{side}_position_embeddings", None)
-        if positions is not None:
+        if self.has_positions:
+            positions = self.global_position_embeddings if is_global else self.long_position_embeddings
             if position_ids is None:
                 position_ids = torch.arange(hidden.shape[1], device=hidden.device).expand(hidden.shape[:2])
             hidden = hidden + positions(position_ids)
-        return self.dropout(getattr(self, f"{side}_layer_norm")(hidden))
+        layer_norm = self.global_layer_norm if is_global else self.long_layer_norm
+        return self.dropout(layer_norm(hidden))
 
 
-#: the ten projections of a layer: (name, input side); queries, keys and values of four pieces
+#: the ten projections of a layer: (name, the input it projects); queries, keys and values of four pieces
 PROJECTIONS = (
     ("long_query", "long"),
     ("l2l_key", "long"),
@@ -352,15 +135,15 @@ class EtcAttention(nn.Module):
         self.global_relative_embedding = nn.Parameter(torch.empty(*shape, self.head_size))
         self.global_relative_bias = nn.Parameter(torch.zeros(shape))
 
-    def forward(self, long: torch.Tensor, glob: torch.Tensor, graph: GlobalLocalGraph, output_attentions: bool):
-        inputs = {"long": long, "global": glob}
-        projected = {}  # (owner, side) -> heads: shared projections of one input run once
+    def forward(self, long: torch.Tensor, global_: torch.Tensor, graph: GlobalLocalGraph, output_attentions: bool):
+        inputs = {"long": long, "global": global_}
+        projected = {}  # (owner, input) -> heads: shared projections of one input run once
 
         def heads(role: str) -> torch.Tensor:
-            side = dict(PROJECTIONS)[role]
-            memo = (self.owners[role], side)
+            source = dict(PROJECTIONS)[role]
+            memo = (self.owners[role], source)
             if memo not in projected:
-                x = getattr(self, self.owners[role])(inputs[side])
+                x = getattr(self, self.owners[role])(inputs[source])
                 projected[memo] = x.view(*x.shape[:2], self.num_heads, self.head_size).transpose(1, 2)
             return projected[memo]
 
@@ -370,12 +153,31 @@ class EtcAttention(nn.Module):
         long_relative = RelativeLogits(self.long_relative_embedding, self.long_relative_bias)
         global_relative = RelativeLogits(self.global_relative_embedding, self.global_relative_bias)
         long_out, long_weights = global_local_attention(
-            heads("long_query"), heads("l2l_key"), heads("l2l_value"), heads("l2g_key"), heads("l2g_value"),
-            graph, scale, long_relative, backend, dropout, self.training, output_attentions,
+            heads("long_query"),
+            heads("l2l_key"),
+            heads("l2l_value"),
+            heads("l2g_key"),
+            heads("l2g_value"),
+            graph,
+            scale,
+            long_relative,
+            backend,
+            dropout,
+            self.training,
+            output_attentions,
         )
-        global_out, global_weights = global_side_attention(
-            heads("global_query"), heads("g2g_key"), heads("g2g_value"), heads("g2l_key"), heads("g2l_value"),
-            graph, scale, global_relative, dropout, self.training, output_attentions,
+        global_out, global_weights = global_query_attention(
+            heads("global_query"),
+            heads("g2g_key"),
+            heads("g2g_value"),
+            heads("g2l_key"),
+            heads("g2l_value"),
+            graph,
+            scale,
+            global_relative,
+            dropout,
+            self.training,
+            output_attentions,
         )
         global_output = self.global_output if self.global_output is not None else self.long_output
         long_out = self.long_output(long_out.transpose(1, 2).flatten(2))
@@ -413,25 +215,26 @@ class EtcLayer(GradientCheckpointingLayer):
         self.global_attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.pre_norm = config.use_pre_activation_order
-        if config.share_feed_forward_params:
+        self.shared_feed_forward = config.share_feed_forward_params
+        if self.shared_feed_forward:
             self.feed_forward = EtcFeedForward(config)
         else:
             self.long_feed_forward = EtcFeedForward(config)
             self.global_feed_forward = EtcFeedForward(config)
 
-    def forward(self, long, glob, graph: GlobalLocalGraph, output_attentions: bool = False):
+    def forward(self, long, global_, graph: GlobalLocalGraph, output_attentions: bool = False):
         if self.pre_norm:
-            long_att, glob_att, *weights = self.attention(
-                self.long_attention_norm(long), self.global_attention_norm(glob), graph, output_attentions
+            long_att, global_att, *weights = self.attention(
+                self.long_attention_norm(long), self.global_attention_norm(global_), graph, output_attentions
             )
-            long, glob = long + self.dropout(long_att), glob + self.dropout(glob_att)
+            long, global_ = long + self.dropout(long_att), global_ + self.dropout(global_att)
         else:
-            long_att, glob_att, *weights = self.attention(long, glob, graph, output_attentions)
+            long_att, global_att, *weights = self.attention(long, global_, graph, output_attentions)
             long = self.long_attention_norm(long + self.dropout(long_att))
-            glob = self.global_attention_norm(glob + self.dropout(glob_att))
-        long_ff = getattr(self, "long_feed_forward", None) or self.feed_forward
-        glob_ff = getattr(self, "global_feed_forward", None) or self.feed_forward
-        return long_ff(long), glob_ff(glob), *weights
+            global_ = self.global_attention_norm(global_ + self.dropout(global_att))
+        if self.shared_feed_forward:
+            return self.feed_forward(long), self.feed_forward(global_), *weights
+        return self.long_feed_forward(long), self.global_feed_forward(global_), *weights
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,9 +277,10 @@ class EtcPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, EtcAttention):
-            for side in ("long", "global"):
-                init.trunc_normal_(getattr(module, f"{side}_relative_embedding"), std=0.5, a=-1.0, b=1.0)
-                init.zeros_(getattr(module, f"{side}_relative_bias"))
+            for embedding in (module.long_relative_embedding, module.global_relative_embedding):
+                init.trunc_normal_(embedding, std=0.5, a=-1.0, b=1.0)
+            init.zeros_(module.long_relative_bias)
+            init.zeros_(module.global_relative_bias)
         elif isinstance(module, EtcLMHead):
             init.zeros_(module.bias)
 
@@ -544,7 +348,7 @@ class EtcModel(EtcPreTrainedModel):
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = config.return_dict if return_dict is None else return_dict
-        batch = prepare_inputs(
+        inputs = prepare_inputs(
             config,
             vocab_size=table_size(self.embeddings.token_embeddings, config),
             input_ids=input_ids,
@@ -569,29 +373,33 @@ class EtcModel(EtcPreTrainedModel):
             l2g_relative_att_ids=l2g_relative_att_ids,
             g2l_relative_att_ids=g2l_relative_att_ids,
         )
-        long = self.embeddings("long", batch.input_ids, inputs_embeds, batch.token_type_ids, position_ids)
-        glob = self.embeddings(
-            "global", batch.global_input_ids, global_inputs_embeds, batch.global_token_type_ids, global_position_ids
+        long = self.embeddings(inputs.input_ids, inputs_embeds, inputs.token_type_ids, position_ids, is_global=False)
+        global_ = self.embeddings(
+            inputs.global_input_ids,
+            global_inputs_embeds,
+            inputs.global_token_type_ids,
+            global_position_ids,
+            is_global=True,
         )
         all_long = (long,) if output_hidden_states else None
-        all_glob = (glob,) if output_hidden_states else None
+        all_global = (global_,) if output_hidden_states else None
         long_attentions = () if output_attentions else None
-        glob_attentions = () if output_attentions else None
+        global_attentions = () if output_attentions else None
         for layer in self.layers:
-            long, glob, long_weights, glob_weights = layer(long, glob, batch.graph, output_attentions)
+            long, global_, long_weights, global_weights = layer(long, global_, inputs.graph, output_attentions)
             if output_hidden_states:
                 all_long += (long,)
-                all_glob += (glob,)
+                all_global += (global_,)
             if output_attentions:
                 long_attentions += (long_weights,)
-                glob_attentions += (glob_weights,)
+                global_attentions += (global_weights,)
         output = EtcModelOutput(
             last_hidden_state=long,
-            global_last_hidden_state=glob,
+            global_last_hidden_state=global_,
             hidden_states=all_long,
-            global_hidden_states=all_glob,
+            global_hidden_states=all_global,
             attentions=long_attentions,
-            global_attentions=glob_attentions,
+            global_attentions=global_attentions,
         )
         return output if return_dict else output.to_tuple()
 
@@ -601,9 +409,7 @@ class EtcModel(EtcPreTrainedModel):
 # --------------------------------------------------------------------------------------------
 
 #: the encoder's inputs, forwarded by every head as they are
-ENCODER_INPUTS = tuple(
-    p for p in inspect.signature(EtcModel.forward).parameters if p not in ("self", "return_dict")
-)
+ENCODER_INPUTS = tuple(p for p in inspect.signature(EtcModel.forward).parameters if p not in ("self", "return_dict"))
 
 
 def takes_encoder_inputs(*head_inputs: str):
@@ -721,7 +527,8 @@ class EtcForPreTraining(EtcPreTrainedModel):
         self.etc = EtcModel(config)
         self.lm_head = EtcLMHead(config)
         self.cpc_head = nn.Sequential(
-            nn.Linear(config.hidden_size, config.hidden_size), activation(config.hidden_act),
+            nn.Linear(config.hidden_size, config.hidden_size),
+            activation(config.hidden_act),
             nn.Linear(config.hidden_size, config.hidden_size),
         )
         self.post_init()
@@ -749,13 +556,22 @@ class EtcForPreTraining(EtcPreTrainedModel):
                 cpc_loss = F.cross_entropy(cpc_logits, torch.arange(len(cpc_logits), device=cpc_logits.device))
         weight = self.config.cpc_loss_weight
         losses = [(1 - weight, mlm_loss), (weight, cpc_loss)]
-        present = [(w, l) for w, l in losses if l is not None]
+        present = [(w, term) for w, term in losses if term is not None]
         loss = None
         if present:
-            loss = sum(w * l for w, l in present) / sum(w for w, _ in present) if len(present) > 1 else present[0][1]
+            loss = (
+                sum(w * term for w, term in present) / sum(w for w, _ in present) if len(present) > 1 else present[0][1]
+            )
         return _head_output(
-            EtcForPreTrainingOutput, encoded, return_dict, self.config,
-            loss=loss, mlm_loss=mlm_loss, cpc_loss=cpc_loss, logits=logits, cpc_logits=cpc_logits,
+            EtcForPreTrainingOutput,
+            encoded,
+            return_dict,
+            self.config,
+            loss=loss,
+            mlm_loss=mlm_loss,
+            cpc_loss=cpc_loss,
+            logits=logits,
+            cpc_logits=cpc_logits,
         )
 
     def cpc_logits(self, encoded, cpc_sentence_mask, target_ids, inputs) -> torch.Tensor | None:
@@ -861,7 +677,9 @@ class EtcForQuestionAnswering(EtcPreTrainedModel):
         self.post_init()
 
     @takes_encoder_inputs("start_positions", "end_positions", "supporting_fact_labels")
-    def forward(self, start_positions=None, end_positions=None, supporting_fact_labels=None, return_dict=None, **inputs):
+    def forward(
+        self, start_positions=None, end_positions=None, supporting_fact_labels=None, return_dict=None, **inputs
+    ):
         r"""
         start_positions / end_positions (`[B]`): the answer span in long-token positions;
             positions outside the input are ignored.
@@ -872,7 +690,7 @@ class EtcForQuestionAnswering(EtcPreTrainedModel):
         attention_mask, breakpoints = inputs.get("attention_mask"), inputs.get("long_breakpoints")
         if attention_mask is not None or breakpoints is not None:
             mask = torch.ones_like(logits[..., 0], dtype=torch.long) if attention_mask is None else attention_mask
-            real = _example_ids(breakpoints, mask) > 0  # padding: after the last breakpoint or masked
+            real = example_ids(breakpoints, mask) > 0  # padding: after the last breakpoint or masked
             logits = logits.masked_fill(~real.unsqueeze(-1), torch.finfo(logits.dtype).min)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         fact_logits = self.supporting_facts(encoded.global_last_hidden_state).squeeze(-1)
@@ -891,8 +709,14 @@ class EtcForQuestionAnswering(EtcPreTrainedModel):
                 )
         loss = sum(losses) / len(losses) if losses else None
         return _head_output(
-            EtcQuestionAnsweringOutput, encoded, return_dict, self.config,
-            loss=loss, start_logits=start_logits, end_logits=end_logits, supporting_fact_logits=fact_logits,
+            EtcQuestionAnsweringOutput,
+            encoded,
+            return_dict,
+            self.config,
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            supporting_fact_logits=fact_logits,
         )
 
 

@@ -15,8 +15,8 @@ import torch
 import transformers
 
 import longbird
-from longbird.modeling.longbird_attention_executors import dense_attention, flex_attention, gather_attention
-from longbird.modeling.longbird_attention_graph import SparsePattern, build_block_graph
+from longbird.modeling.longbird_block_executors import dense_attention, flex_attention, gather_attention
+from longbird.modeling.longbird_block_graph import SparsePattern, build_block_graph
 
 
 def executor_agreement(device: str) -> None:

@@ -7,12 +7,16 @@ A sequence of `n` tokens is cut into `n / block_size` blocks. Every query block 
   a sliding window of `window_blocks` blocks, and `num_random_blocks` random blocks.
 
 A slot table `key_blocks[b, h, row, slot]` plus a validity mask is all an executor needs; see
-`longbird_attention_executors.py` for the kernels that run it. A slot that repeats a key block
+`longbird_block_executors.py` for the kernels that run it. A slot that repeats a key block
 counts that block twice in the softmax, as transformers' and the original TF BigBird do for their
 random blocks; `BlockGraph.block_counts` gives the multiplicities the dense oracle uses.
 
 Plans are pure functions of (number of blocks, layer, pattern) and cached. They never touch the
 global numpy or torch random state, and training and evaluation use the same plan.
+
+The bottom of the file lays a batch out for the graph (`SequenceLayout`: extra global tokens in
+front, block padding at the end) and builds every layer's graph from it (`layer_graphs`); the
+BigBird and BigBird-Pegasus encoders call these, then strip the layout from their outputs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from transformers.masking_utils import create_bidirectional_mask
+
+from .longbird_input_checks import ValueChecks
 
 # The reference BigBird draws special "paper" plans for these lengths (transformers and TF alike).
 _PAPER_PLAN_LENGTHS = (1024, 3072, 4096)
@@ -304,7 +311,8 @@ class BlockGraph:
     def dense_bias(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """`[B, H, n, n]` additive attention bias equal to this graph: log(multiplicity) or -inf-like.
 
-        The test oracle and the short-input path; O(n^2) memory, never used for long inputs.
+        The test oracle (and `flex`'s reference in tests); O(n^2) memory. Short inputs
+        (`full`) do not use it: `dense_attention` then takes the key-validity bias alone.
         """
         counts = self.block_counts()
         bs = self.block_size
@@ -369,3 +377,141 @@ def _batch_slots(pattern, seed, num_blocks, example_blocks, example_globals, ref
         global_rows[i, : len(r)] = torch.tensor(r, dtype=torch.long)
     return key_blocks, slot_valid, global_rows
 
+
+# --------------------------------------------------------------------------------------------
+# A batch laid out for the graph: where global tokens, real tokens and block padding sit
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SequenceLayout:
+    """How a batch is laid out inside the encoder.
+
+    Internal sequence = `[extra global tokens, padded to whole blocks] + [tokens] + [padding to a
+    whole block]` (block_sparse) or `[extra global tokens] + [tokens]` (original_full).
+    """
+
+    num_prefix: int  # internal positions before the first token (extra global tokens + their padding)
+    num_global: int  # extra global tokens (learned, or the caller's global_input_ids)
+    seq_len: int  # tokens given by the caller
+    key_valid: torch.Tensor  # [B, n] bool over the internal sequence
+    global_blocks: list[tuple[int, ...]]  # per example (block_sparse only)
+    real_blocks: list[int]  # per example: blocks up to the last real token (block_sparse only)
+
+    def strip(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Internal `[B, n, H]` -> the caller's `[B, seq_len, H]`."""
+        return hidden[:, self.num_prefix : self.num_prefix + self.seq_len]
+
+
+def make_layout(
+    config,
+    attention_mask: torch.Tensor,
+    global_prefix_length: torch.Tensor | None,
+    global_attention_mask: torch.Tensor | None = None,
+    checks: ValueChecks | None = None,
+) -> SequenceLayout:
+    """`config`: a BigBird or BigBird-Pegasus config. `global_attention_mask` `[B, g]`: the caller's
+    global input (replaces the learned tokens).
+    `checks`: the input checks still pending on an accelerator; they are settled here, before any
+    embedding lookup, riding on the transfer of the per-example lengths the graph is built from."""
+    checks = checks if checks is not None else ValueChecks()
+    batch, seq_len = attention_mask.shape
+    device = attention_mask.device
+    mask = attention_mask.bool()
+    if global_attention_mask is not None:
+        globals_valid = global_attention_mask.bool()
+    else:
+        globals_valid = torch.ones(batch, config.num_global_tokens, dtype=torch.bool, device=device)
+    g = globals_valid.shape[1]
+    if config.attention_type == "original_full":
+        checks.assert_on_device()  # no host transfer on this path
+        return SequenceLayout(g, g, seq_len, torch.cat([globals_valid, mask], 1), [], [])
+
+    bs = config.block_size
+    g_blocks = -(-g // bs)
+    num_prefix = g_blocks * bs
+    pad = -seq_len % bs
+    key_valid = torch.cat(
+        [
+            globals_valid,
+            torch.zeros(batch, num_prefix - g, dtype=torch.bool, device=device),
+            mask,
+            torch.zeros(batch, pad, dtype=torch.bool, device=device),
+        ],
+        dim=1,
+    )
+    # An example's graph ends at its last real token: padding after it never changes its outputs.
+    has_token = mask.any(1)
+    last = torch.where(
+        has_token, seq_len - 1 - mask.flip(1).int().argmax(1), torch.zeros_like(has_token, dtype=torch.long)
+    )
+    real_blocks = checks.fetch(g_blocks + last // bs + 1)
+    prefix_blocks = [0] * batch
+    if global_prefix_length is not None:
+        prefix_blocks = (-(-global_prefix_length.to(torch.long) // bs)).tolist()
+    global_blocks = []
+    for nb_real, extra in zip(real_blocks, prefix_blocks):
+        lead = set(range(g_blocks)) | set(range(g_blocks, g_blocks + extra))
+        if g == 0:  # BigBird-ITC: the first and the last block of the example are global
+            lead |= {0, nb_real - 1}
+        global_blocks.append(tuple(sorted(b for b in lead if b < nb_real)))
+    return SequenceLayout(num_prefix, g, seq_len, key_valid, global_blocks, real_blocks)
+
+
+def sparse_pattern(config) -> SparsePattern:
+    """The config-level part of the block-sparse graph (BigBird and BigBird-Pegasus configs)."""
+    return SparsePattern(
+        block_size=config.block_size,
+        num_heads=config.num_attention_heads,
+        window_blocks=config.window_blocks,
+        num_random_blocks=config.num_random_blocks,
+        random_plan=config.random_plan,
+        max_position_embeddings=config.max_position_embeddings,
+    )
+
+
+def to_internal(hidden: torch.Tensor, layout: SequenceLayout, global_embeds: torch.Tensor | None) -> torch.Tensor:
+    """`[B, L, H]` -> the internal sequence: global tokens (+ block padding) in front, the end
+    padded to a whole block."""
+    batch = hidden.shape[0]
+    parts = [] if global_embeds is None else [global_embeds.to(hidden.dtype)]
+    gap = layout.num_prefix - layout.num_global
+    tail = layout.key_valid.shape[1] - layout.num_prefix - layout.seq_len
+    if gap:
+        parts.append(hidden.new_zeros(batch, gap, hidden.shape[2]))
+    parts.append(hidden)
+    if tail:
+        parts.append(hidden.new_zeros(batch, tail, hidden.shape[2]))
+    return torch.cat(parts, dim=1) if len(parts) > 1 else hidden
+
+
+def layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, hidden: torch.Tensor):
+    """Per layer: the block graph (block_sparse), or one dense mask for every layer (original_full).
+    Returns `(graphs, full_mask)`."""
+    if config.attention_type != "block_sparse":
+        full_mask = create_bidirectional_mask(
+            config=config, inputs_embeds=hidden, attention_mask=layout.key_valid.to(torch.long)
+        )
+        return [None] * config.num_hidden_layers, full_mask
+    n = hidden.shape[1]
+    graphs = []
+    for layer in range(config.num_hidden_layers):
+        graph = build_block_graph(
+            pattern,
+            seed=layer,
+            num_blocks=n // config.block_size,
+            example_blocks=layout.real_blocks,
+            example_globals=layout.global_blocks,
+            key_valid=layout.key_valid.cpu(),
+            reference_layout=layout.num_global == 0,
+        )
+        graphs.append(graph.to(hidden.device))
+    return graphs, None
+
+
+def strip_attention(weights: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
+    """Drop block padding (and the padding after extra global tokens) from attention weights."""
+    g = layout.num_prefix
+    keep = list(range(layout.num_global)) + list(range(g, g + layout.seq_len))
+    index = torch.tensor(keep, device=weights.device)
+    return weights.index_select(2, index).index_select(3, index)

@@ -11,9 +11,7 @@
 
 All return `[B, H, n, d]` and agree to float tolerance (tests/test_attention_core.py).
 
-Global-local graphs (ETC, `GlobalLocalGraph`) have their own pair of executors below:
-`fused_attention` is one softmax over several key sets with relation-id logits, run `blocked`
-(three-block windows plus shared global keys, linear memory) or `dense` (tests/test_etc_attention.py).
+Global-local graphs (ETC) have their own executors: `longbird_global_local_executors.py`.
 """
 
 from __future__ import annotations
@@ -25,8 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .longbird_attention_graph import BlockGraph
-from .longbird_global_local_graph import GlobalLocalGraph, window_in_range
+from .longbird_block_graph import BlockGraph
 
 EXECUTORS = ("gather", "dense", "flex")
 
@@ -109,7 +106,7 @@ class GatherPlan:
 
 
 # Caches shared by every call (and so by every thread): `_ROUTINGS` below is guarded by a lock;
-# the graph-building caches (longbird_attention_graph) are functools.lru_cache, which is
+# the graph-building caches (longbird_block_graph) are functools.lru_cache, which is
 # thread-safe; `graph.cache` memos belong to one batch's graph and are filled with
 # dict.get/setdefault only (never evicted). tests/test_thread_safety.py runs models from several
 # threads against a tiny LRU and compares with single-threaded outputs.
@@ -170,9 +167,9 @@ def gather_attention(
     g = global_rows.shape[1]
     index = global_rows.clamp_max(nb - 1)[:, None, :, None, None].expand(b, h, g, bs, d)
     q_global = query.view(b, h, nb, bs, d).gather(2, index).reshape(b, h, g * bs, d)
-    out_global = F.scaled_dot_product_attention(
-        q_global, key, value, attn_mask=plan.key_bias, scale=scale
-    ).reshape(b * h * g, bs * d)
+    out_global = F.scaled_dot_product_attention(q_global, key, value, attn_mask=plan.key_bias, scale=scale).reshape(
+        b * h * g, bs * d
+    )
     if plan.global_source is not None:
         out_global = out_global.index_select(0, plan.global_source)
     return out.index_copy(0, plan.global_target, out_global).view(b, h, n, d)
@@ -420,248 +417,3 @@ def _block_mask_from_graph(seen: torch.Tensor, block_size: int, n: int, mask_mod
         kv_num_blocks, kv_indices, BLOCK_SIZE=tile, mask_mod=mask_mod, seq_lengths=(n, n)
     )
     return block_mask.to(device)
-
-
-# --------------------------------------------------------------------------------------------
-# Global-local (ETC) executors: a query side attends two key sets under one softmax, with
-# relation-id logits. The graph is `GlobalLocalGraph`; `dense` and `blocked` agree to float
-# tolerance on every query with a visible key (tests/test_etc_attention.py).
-# --------------------------------------------------------------------------------------------
-
-#: the reference adds -10000 (not -inf) to the scores of blocked pairs; a row with no visible key
-#: (padding) stays finite, and fp16 can hold it
-MASKED_SCORE = -10000.0
-
-
-@dataclass
-class RelativeLogits:
-    """Query-side relative logits: `q . embedding[id] + bias[id]` added to `q . k` before scaling
-    (Shaw et al.'s key-side term plus a per-head bias; no value-side term)."""
-
-    embedding: torch.Tensor  # [V, H, d]
-    bias: torch.Tensor  # [V, H]
-
-    @property
-    def num_ids(self) -> int:
-        return self.embedding.shape[0]
-
-    def per_id(self, scaled_query: torch.Tensor, scale: float) -> torch.Tensor:
-        """`[B, H, ..., Lq, d] -> [B, H, ..., Lq, V + 1]`: the scaled logit of every id for every
-        query (V is ~32, far fewer than keys, so pairs only gather), plus id V = MASKED_SCORE:
-        a blocked pair is the id V, which adds the reference's -10000 in the same gather."""
-        logits = torch.einsum("bh...d,vhd->bh...v", scaled_query, self.embedding)
-        shape = (1, self.bias.shape[1]) + (1,) * (scaled_query.dim() - 3) + (self.num_ids,)
-        logits = logits + (self.bias.t() * scale).reshape(shape)
-        return F.pad(logits, (0, 1), value=MASKED_SCORE)
-
-
-@dataclass
-class KeyPart:
-    """One key set of a fused softmax.
-
-    `key`/`value` `[B, H, ..., Lk, d]`, or `[B, H, Lk, d]` for a key set shared by every query
-    block (the global keys of blocked long queries). `mask` (True = visible) broadcastable to the
-    scores `[B, H, ..., Lq, Lk]`; `ids` the same shape (None = no relative term): the relation id
-    of each pair, or `num_ids` where the pair is blocked (see `masked_ids`).
-    """
-
-    key: torch.Tensor
-    value: torch.Tensor
-    mask: torch.Tensor
-    ids: torch.Tensor | None = None
-
-
-def masked_ids(ids: torch.Tensor | None, mask: torch.Tensor, num_ids: int) -> torch.Tensor | None:
-    """Relation ids with blocked pairs replaced by the extra id `num_ids` (MASKED_SCORE)."""
-    return None if ids is None else torch.where(mask, ids.long(), num_ids)
-
-
-def fused_attention(
-    query: torch.Tensor,
-    parts: list[KeyPart],
-    scale: float,
-    relative: RelativeLogits | None = None,
-    dropout: float = 0.0,
-    training: bool = False,
-    return_weights: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """softmax over the concatenated key sets of `parts`, then the weighted sum of their values;
-    the weights `[..., Lq, sum Lk]` too when asked.
-
-    Scores: `(q . k + q . R[id] + b[id]) * scale`, and -10000 for blocked pairs (the reference's
-    constant, added like the reference does). The scale is folded into q; the relative logits and
-    the mask arrive in one gather that baddbmm adds to `q . k` (one pass over the scores)."""
-    query = query * scale
-    per_id = relative.per_id(query, scale) if relative is not None else None
-    scores = [_part_scores(query, part, per_id) for part in parts]
-    probs = torch.softmax(torch.cat(scores, dim=-1), dim=-1) if len(scores) > 1 else torch.softmax(scores[0], dim=-1)
-    probs = F.dropout(probs, p=dropout, training=training)
-    out = None
-    for part, p in zip(parts, probs.split([s.shape[-1] for s in scores], dim=-1)):
-        term = _matmul(p, part.value)
-        out = term if out is None else out + term
-    return out, probs if return_weights else None
-
-
-def _matmul(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`bias + x @ y` over leading dims, as one (b)addbmm. A `y` with fewer dims (a key set shared
-    by every query block) multiplies x's blocks flattened into one sequence, so y is never copied
-    per block; `bias` is then laid out over the flat sequence."""
-    shape = (*x.shape[:-1], y.shape[-1])
-    if y.dim() < x.dim():
-        x = x.flatten(2, -2)
-    x3 = x.reshape(-1, *x.shape[-2:])
-    y3 = y.reshape(-1, *y.shape[-2:])
-    if bias is None:
-        out = torch.bmm(x3, y3)
-    else:
-        out = torch.baddbmm(bias.reshape(x3.shape[0], x3.shape[1], y3.shape[2]), x3, y3)
-    return out.view(shape)
-
-
-def _part_scores(query: torch.Tensor, part: KeyPart, per_id: torch.Tensor | None) -> torch.Tensor:
-    key_t = part.key.transpose(-1, -2)
-    shared = part.key.dim() < query.dim()  # ids/mask are laid out over the flat queries
-    if per_id is None or part.ids is None:
-        flat = _matmul(query.flatten(2, -2) if shared else query, key_t).masked_fill(~part.mask, MASKED_SCORE)
-        return flat.view(*query.shape[:-1], -1)
-    if shared:
-        per_id = per_id.flatten(2, -2)
-    bias = torch.gather(per_id, -1, part.ids.expand(*per_id.shape[:-1], part.key.shape[-2]))
-    return _matmul(query, key_t, bias)
-
-
-def global_local_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    side_key: torch.Tensor,
-    side_value: torch.Tensor,
-    graph: GlobalLocalGraph,
-    scale: float,
-    relative: RelativeLogits | None = None,
-    backend: str = "auto",
-    dropout: float = 0.0,
-    training: bool = False,
-    return_weights: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Long queries (`[B, H, n, d]`) over their window of long keys (l2l) and every global key
-    (l2g, `side_*` `[B, H, m, d]`), one softmax.
-
-    `blocked` (the reference's sparse path): queries in blocks of `L = r + 1`, each against the
-    previous, own and next key block (`3L` keys, a superset of its window) plus the global keys;
-    memory `O(n (3L + m))`. `dense`: the window unskewed to `n x n`, for short inputs and as the
-    oracle. `auto`: dense when the input fits in three blocks (blocking would save nothing).
-    Weights (`[B, H, n, n + m]`) come from the dense path only.
-    """
-    n, radius = query.shape[2], graph.radius
-    if return_weights:
-        backend = "dense"
-    if backend == "auto":
-        backend = "dense" if n <= 3 * (radius + 1) else "blocked"
-    if backend not in ("dense", "blocked"):
-        raise ValueError(f"global-local attention backend must be 'auto', 'blocked' or 'dense', got {backend!r}")
-    num_ids = relative.num_ids if relative is not None else 0
-    local_mask, local_ids, side_mask, side_ids = _long_side_layout(graph, backend, n, num_ids)
-    side = KeyPart(side_key, side_value, side_mask, side_ids)
-    if backend == "dense":
-        parts = [KeyPart(key, value, local_mask, local_ids), side]
-        return fused_attention(query, parts, scale, relative, dropout, training, return_weights)
-
-    block = radius + 1
-    nb = -(-n // block)
-    pad = nb * block - n
-
-    def blocks(x):  # [B, H, n, d] -> [B, H, nb, L, d]
-        return F.pad(x, (0, 0, 0, pad)).unflatten(2, (nb, block))
-
-    def three_blocks(x):  # [B, H, nb, L, d] -> [B, H, nb, 3L, d]: previous, own and next block
-        x = F.pad(x, (0, 0, 0, 0, 1, 1))
-        return torch.cat([x[:, :, :-2], x[:, :, 1:-1], x[:, :, 2:]], dim=3)
-
-    local = KeyPart(three_blocks(blocks(key)), three_blocks(blocks(value)), local_mask, local_ids)
-    out, _ = fused_attention(blocks(query), [local, side], scale, relative, dropout, training)
-    return out.flatten(2, 3)[:, :, :n], None
-
-
-def _long_side_layout(graph: GlobalLocalGraph, backend: str, n: int, num_ids: int):
-    """The l2l/l2g masks and ids in the executor's layout, with a head axis; cached per graph.
-
-    Blocked: l2l `[B, 1, nb, L, 3L]` (each query block's three key blocks) and l2g
-    `[B, 1, nb * L, m]` (over the flat, block-padded queries)."""
-    memo = ("long", backend, num_ids)
-    layout = graph.cache.get(memo)
-    if layout is not None:
-        return layout
-    radius = graph.radius
-    # window columns outside the sequence never count, whatever a caller's mask says
-    local_mask = graph.l2l_mask & window_in_range(n, radius, graph.l2l_mask.device)
-    local_ids, side_mask, side_ids = graph.l2l_ids, graph.l2g_mask, graph.l2g_ids
-    if backend == "dense":
-        index, valid = _unskew_index(n, radius, local_mask.device)
-        local_mask = _take_window(local_mask, index) & valid
-        local_ids = None if local_ids is None else _take_window(local_ids, index)
-    else:
-        block = radius + 1
-        padded = -(-n // block) * block
-        index, valid = _skew_index(block, radius, local_mask.device)
-
-        def to_blocks(x):  # [B, n, w] -> [B, nb, L, w]
-            return F.pad(x, (0, 0, 0, padded - n)).unflatten(1, (-1, block))
-
-        local_mask = _take_window(to_blocks(local_mask), index) & valid
-        local_ids = None if local_ids is None else _take_window(to_blocks(local_ids), index)
-        side_mask = F.pad(side_mask, (0, 0, 0, padded - n))
-        side_ids = None if side_ids is None else F.pad(side_ids, (0, 0, 0, padded - n))
-    local_ids = masked_ids(local_ids, local_mask, num_ids) if num_ids else None
-    side_ids = masked_ids(side_ids, side_mask, num_ids) if num_ids else None
-    layout = tuple(None if t is None else t.unsqueeze(1) for t in (local_mask, local_ids, side_mask, side_ids))
-    return graph.cache.setdefault(memo, layout)
-
-
-def _take_window(window: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """`window[..., q, index[q, s]]`: window-layout columns to another layout."""
-    return torch.gather(window, -1, index.expand(*window.shape[:-1], index.shape[-1]))
-
-
-def _unskew_index(n: int, radius: int, device):
-    """Dense layout: key j of query i is window column `j - i + r`."""
-    column = torch.arange(n, device=device)[None, :] - torch.arange(n, device=device)[:, None] + radius
-    valid = (column >= 0) & (column <= 2 * radius)
-    return column.clamp(0, 2 * radius), valid
-
-
-def _skew_index(block: int, radius: int, device):
-    """Blocked layout: slot s of the 3-block span of query t (within its block) is window column
-    `s - t - 1` (slot `L + t` is the query itself, column r)."""
-    column = torch.arange(3 * block, device=device)[None, :] - torch.arange(block, device=device)[:, None] - 1
-    valid = (column >= 0) & (column <= 2 * radius)
-    return column.clamp(0, 2 * radius), valid
-
-
-def global_side_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    long_key: torch.Tensor,
-    long_value: torch.Tensor,
-    graph: GlobalLocalGraph,
-    scale: float,
-    relative: RelativeLogits | None = None,
-    dropout: float = 0.0,
-    training: bool = False,
-    return_weights: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Global queries (`[B, H, m, d]`) over every global key (g2g) and every long key (g2l), one
-    softmax; `O(m (m + n))` memory, linear in the long length."""
-    num_ids = relative.num_ids if relative is not None else 0
-    memo = ("global", num_ids)
-    pieces = graph.cache.get(memo)
-    if pieces is None:
-        pieces = graph.cache.setdefault(memo, [
-            (mask.unsqueeze(1), masked_ids(ids, mask, num_ids).unsqueeze(1) if num_ids and ids is not None else None)
-            for mask, ids in ((graph.g2g_mask, graph.g2g_ids), (graph.g2l_mask, graph.g2l_ids))
-        ])
-    (g2g_mask, g2g_ids), (g2l_mask, g2l_ids) = pieces
-    parts = [KeyPart(key, value, g2g_mask, g2g_ids), KeyPart(long_key, long_value, g2l_mask, g2l_ids)]
-    return fused_attention(query, parts, scale, relative, dropout, training, return_weights)

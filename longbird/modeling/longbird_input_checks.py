@@ -1,0 +1,251 @@
+"""Checks of the inputs every model takes, with errors that name the argument and the fix.
+
+Shared by the three model files: `ValueChecks` (ids inside their tables, 0/1 masks, without a
+host sync on an accelerator), `check_integer_ids`, `table_size`, and the checks of BigBird's and
+BigBird-Pegasus' inputs (`check_inputs`, `check_global_inputs`). ETC's structure inputs are
+checked beside the graph they build (`longbird_global_local_graph.check_etc_inputs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+_INTEGER_DTYPES = (torch.long, torch.int)  # what nn.Embedding takes
+
+
+def check_integer_ids(name: str, ids) -> None:
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in _INTEGER_DTYPES:
+        got = type(ids).__name__ if not isinstance(ids, torch.Tensor) else f"a tensor of {ids.dtype}"
+        raise TypeError(
+            f"`{name}` must be a tensor of integer token ids (torch.long or torch.int, e.g. from "
+            f"tokenizer(..., return_tensors='pt')), got {got}."
+        )
+
+
+def table_size(embedding: nn.Module, config) -> int:
+    """Rows of a token table (ids must be below it); config.vocab_size for a table of another kind."""
+    return getattr(embedding, "num_embeddings", config.vocab_size)
+
+
+class ValueChecks:
+    """Checks of input *values*: ids inside their embedding table, masks of 0 and 1.
+
+    A value check needs the values on the host. For a CPU tensor that is a min/max next to a
+    whole forward pass, so it runs at once and raises at once. For an accelerator tensor, reading
+    a value on the host waits for the device to finish its queued work (a sync), which would cost
+    every forward its overlap of host and device. So there the check is only reduced on the
+    device (one bool per check) and left pending, and the model settles it without a sync of its
+    own:
+
+    * `fetch(values)`: where the model moves values to the host anyway (BigBird: each example's
+      real length, which its graph is built from), the pending bools travel in the same transfer
+      and fail with the same ValueError as on CPU, before any embedding lookup;
+    * `assert_on_device()`: where there is no such transfer (ETC, full attention), a CUDA
+      `torch._assert_async` stops the run with a device-side assertion rather than letting a bad
+      id reach the embedding or a bad mask value silently count as a token; the readable message
+      needs the values on the host (run the batch on CPU to see it). Other accelerators, whose
+      support of the assertion is not tested here, are checked on the host (one sync).
+    """
+
+    def __init__(self):
+        self.pending: list[tuple[torch.Tensor, Callable[[], str]]] = []
+
+    @staticmethod
+    def deferred(tensor: torch.Tensor) -> bool:
+        """Whether a check of `tensor` waits for `fetch`/`assert_on_device` (not on the CPU)."""
+        return tensor.device.type != "cpu"
+
+    def require(self, ok: torch.Tensor, message: Callable[[], str]) -> None:
+        """`ok`: a bool scalar tensor; `message()`, called only on failure, says what is wrong and the fix."""
+        if self.deferred(ok):
+            self.pending.append((ok, message))
+        elif not bool(ok):
+            raise ValueError(message())
+
+    def token_ids(self, name: str, ids: torch.Tensor, vocab_size: int) -> None:
+        """Token ids must index the embedding table: an id outside it is the usual sign of a
+        tokenizer that is not the model's."""
+
+        def message():
+            low, high = _value_range(ids)
+            return (
+                f"`{name}` holds token ids in [{low}, {high}], but the model's vocabulary has {vocab_size} tokens "
+                f"(ids 0..{vocab_size - 1}, config.vocab_size). This usually means the tokenizer is not the "
+                f"model's: load both from the same checkpoint, or give a new model vocab_size=len(tokenizer) "
+                f"(model.resize_token_embeddings(len(tokenizer)) for a trained one)."
+            )
+
+        self._in_range(ids, vocab_size, message)
+
+    def in_range(self, name: str, ids: torch.Tensor, size: int, field: str) -> None:
+        """Ids into a table of `size` rows (`config.<field>`)."""
+
+        def message():
+            low, high = _value_range(ids)
+            return f"`{name}` must lie in [0, {size - 1}] (config.{field}={size}), got values in [{low}, {high}]."
+
+        self._in_range(ids, size, message)
+
+    def zeros_and_ones(self, name: str, mask: torch.Tensor) -> None:
+        """A mask of 1 (a real token) and 0 (padding); any other value would be read as a token."""
+        if mask.dtype == torch.bool or not mask.numel():
+            return
+
+        def message():
+            bad = mask[(mask != 0) & (mask != 1)].unique().tolist()[:6]
+            return (
+                f"`{name}` must hold only 1 (a real token) and 0 (padding), got {bad}; pass the tokenizer's "
+                f"attention_mask, or (mask > 0).long() for a mask of weights."
+            )
+
+        self.require(((mask == 0) | (mask == 1)).all(), message)
+
+    def _in_range(self, ids: torch.Tensor, size: int, message: Callable[[], str]) -> None:
+        if not ids.numel():
+            return
+        if self.deferred(ids):
+            self.require(((ids >= 0) & (ids < size)).all(), message)
+        else:
+            low, high = torch.aminmax(ids)
+            if int(low) < 0 or int(high) >= size:
+                raise ValueError(message())
+
+    def fetch(self, values: torch.Tensor) -> list[int]:
+        """`values.tolist()` (1-D integers), with the pending checks in the same transfer; raises
+        the first failed check."""
+        if not self.pending:
+            return values.tolist()
+        flags = torch.stack([ok.to(values.device) for ok, _ in self.pending]).to(values.dtype)
+        fetched = torch.cat([values.reshape(-1), flags]).tolist()
+        self._raise_failed(fetched[values.numel() :])
+        return fetched[: values.numel()]
+
+    def assert_on_device(self) -> None:
+        """Settle the pending checks without a host transfer (see the class docstring)."""
+        if not self.pending:
+            return
+        oks = [ok for ok, _ in self.pending]
+        if all(ok.device.type == "cuda" for ok in oks):
+            torch._assert_async(torch.stack([ok.to(oks[0].device) for ok in oks]).all())
+            self.pending.clear()
+        else:
+            self.settle()
+
+    def settle(self) -> None:
+        """Settle the pending checks on the host (one transfer)."""
+        if self.pending:
+            self._raise_failed(torch.stack([ok.cpu() for ok, _ in self.pending]).tolist())
+
+    def _raise_failed(self, flags: list) -> None:
+        pending, self.pending = self.pending, []
+        for flag, (_, message) in zip(flags, pending):
+            if not flag:
+                raise ValueError(message())
+
+
+def _value_range(values: torch.Tensor) -> tuple:
+    low, high = torch.aminmax(values)
+    return low.item(), high.item()
+
+
+def check_inputs(
+    config,
+    input_ids,
+    inputs_embeds,
+    attention_mask,
+    token_type_ids,
+    position_ids,
+    global_prefix_length,
+    checks=None,
+    vocab_size=None,
+):
+    """Clear errors for bad input, naming the argument and the fix. Returns (batch, seq_len, device).
+
+    Value checks (ids inside their tables, a 0/1 mask) go to `checks` (`ValueChecks`): at once on
+    CPU; on an accelerator the caller settles them (`make_layout`). Without `checks` they are
+    settled here. `vocab_size`: rows of the token table (default config.vocab_size)."""
+    own_checks = checks is None
+    checks = ValueChecks() if own_checks else checks
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+    if input_ids is not None:
+        check_integer_ids("input_ids", input_ids)
+        if input_ids.dim() != 2:
+            raise ValueError(f"`input_ids` must have shape (batch_size, seq_len), got {tuple(input_ids.shape)}.")
+        shape, device = tuple(input_ids.shape), input_ids.device
+    else:
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+            raise ValueError(
+                f"`inputs_embeds` must have shape (batch_size, seq_len, {config.hidden_size}), "
+                f"got {tuple(inputs_embeds.shape)}."
+            )
+        shape, device = tuple(inputs_embeds.shape[:2]), inputs_embeds.device
+    batch, seq_len = shape
+    if batch == 0:
+        raise ValueError("The batch is empty (batch_size 0); pass at least one example.")
+    if seq_len == 0:
+        raise ValueError("The input is empty (seq_len 0); pass at least one token.")
+    if seq_len > config.max_position_embeddings:
+        raise ValueError(
+            f"The input has {seq_len} tokens but the model has max_position_embeddings="
+            f"{config.max_position_embeddings}; truncate it (tokenizer(..., truncation=True, "
+            f"max_length={config.max_position_embeddings})) or split it into windows."
+        )
+    for name, value in (
+        ("attention_mask", attention_mask),
+        ("token_type_ids", token_type_ids),
+        ("position_ids", position_ids),
+    ):
+        if (
+            value is not None
+            and tuple(value.shape) != shape
+            and not (name == "position_ids" and tuple(value.shape) == (1, seq_len))
+        ):
+            raise ValueError(
+                f"`{name}` has shape {tuple(value.shape)} but the input has shape {shape}; pass one value per "
+                f"token, e.g. from the same tokenizer call with padding=True."
+            )
+    if input_ids is not None:
+        checks.token_ids("input_ids", input_ids, vocab_size or config.vocab_size)
+    if attention_mask is not None:
+        checks.zeros_and_ones("attention_mask", attention_mask)
+    if token_type_ids is not None:
+        checks.in_range("token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size")
+    if position_ids is not None:
+        checks.in_range("position_ids", position_ids, config.max_position_embeddings, "max_position_embeddings")
+    if global_prefix_length is not None:
+        lengths = torch.as_tensor(global_prefix_length).reshape(-1)
+        if lengths.numel() != batch:
+            raise ValueError(f"`global_prefix_length` needs one value per example ({batch}), got {lengths.numel()}.")
+        if int(lengths.min()) < 0 or int(lengths.max()) > seq_len:
+            raise ValueError(
+                f"`global_prefix_length` asks for up to {int(lengths.max())} global tokens but the sequence "
+                f"holds {seq_len}; pass at most the sequence length."
+            )
+    if own_checks:
+        checks.assert_on_device()
+    return batch, seq_len, device
+
+
+def check_global_inputs(
+    global_input_ids, global_attention_mask, batch: int, vocab_size: int, checks: ValueChecks
+) -> None:
+    check_integer_ids("global_input_ids", global_input_ids)
+    if global_input_ids.dim() != 2 or global_input_ids.shape[0] != batch:
+        raise ValueError(
+            f"`global_input_ids` must have shape (batch_size={batch}, num_global), got "
+            f"{tuple(global_input_ids.shape)}; pass one global input row per input row."
+        )
+    if global_input_ids.shape[1] == 0:
+        raise ValueError("`global_input_ids` holds no token; leave it out to use the config's global tokens.")
+    if global_attention_mask is not None and global_attention_mask.shape != global_input_ids.shape:
+        raise ValueError(
+            f"`global_attention_mask` has shape {tuple(global_attention_mask.shape)} but `global_input_ids` has "
+            f"{tuple(global_input_ids.shape)}."
+        )
+    checks.token_ids("global_input_ids", global_input_ids, vocab_size)
+    if global_attention_mask is not None:
+        checks.zeros_and_ones("global_attention_mask", global_attention_mask)
