@@ -1,4 +1,4 @@
-"""Tests of the ETC featurizer (longbird.tokenization.etc_featurizer) and its collator.
+"""Tests of the ETC featurizer (longbird.tokenization.etc_featurizer, sentences) and its collator (etc_collators).
 
 Most tests run on synthetic documents with a tokenizer trained here (no Hub access); the tests on
 real text read ../shared/data and skip when it is absent.
@@ -20,16 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from longbird.tokenization import train_tokenizer
+from longbird.tokenization.etc_collators import EtcDataCollator
 from longbird.tokenization.etc_featurizer import (
     PARAGRAPH_GLOBAL_TYPE,
     QUESTION_GLOBAL_TYPE,
     SENTENCE_GLOBAL_TYPE,
-    EtcDataCollator,
     EtcFeaturizer,
-    paragraph_spans,
-    sentence_spans,
-    split_sentences,
 )
+from longbird.tokenization.sentences import paragraph_spans, sentence_spans, split_sentences
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 WIKITEXT = SHARED_DATA / "wikitext2_subset" / "wiki.valid.tokens"
@@ -40,9 +38,39 @@ LEVAL_NQ = SHARED_DATA / "leval_longdoc" / "natural_question.jsonl"
 # ---------------------------------------------------------------------------------------------
 
 _WORDS = [
-    "the", "lobster", "grows", "in", "cold", "water", "and", "sheds", "its", "shell", "each", "year", "while",
-    "the", "larvae", "drift", "near", "coast", "fishermen", "catch", "them", "with", "pots", "Dr.", "Smith",
-    "measured", "U.S.", "samples", "e.g.", "claws", "of", "3.5", "cm",
+    "the",
+    "lobster",
+    "grows",
+    "in",
+    "cold",
+    "water",
+    "and",
+    "sheds",
+    "its",
+    "shell",
+    "each",
+    "year",
+    "while",
+    "the",
+    "larvae",
+    "drift",
+    "near",
+    "coast",
+    "fishermen",
+    "catch",
+    "them",
+    "with",
+    "pots",
+    "Dr.",
+    "Smith",
+    "measured",
+    "U.S.",
+    "samples",
+    "e.g.",
+    "claws",
+    "of",
+    "3.5",
+    "cm",
 ]
 
 
@@ -65,7 +93,7 @@ def _corpus() -> list:
     docs: list = [_document(rng, rng.randint(1, 4)) for _ in range(10)]
     docs.append("Tiny one.")
     docs.append(" ".join(rng.choice(_WORDS) for _ in range(150)) + ".")  # one sentence > max_length
-    docs.append(["First paragraph here. It has two sentences.", "  ", "Second paragraph, \"quoted.\" Done!"])
+    docs.append(["First paragraph here. It has two sentences.", "  ", 'Second paragraph, "quoted." Done!'])
     docs.append('He said "Stop." Then Mr. Brown left at 3.5 p.m. sharp.\nA new line starts.\n- a bullet')
     return docs
 
@@ -202,24 +230,31 @@ def _context(seg: dict) -> tuple[list[int], list]:
 # ---------------------------------------------------------------------------------------------
 
 SPLIT_CASES = [
-    ("Dr. J. R. Smith met e.g. Mr. Brown. Then they left.",
-     ["Dr. J. R. Smith met e.g. Mr. Brown.", "Then they left."]),
-    ("The U.S. Army grew. It cost $3.5 billion, i.e. a lot.",
-     ["The U.S. Army grew.", "It cost $3.5 billion, i.e. a lot."]),
+    ("Dr. J. R. Smith met e.g. Mr. Brown. Then they left.", ["Dr. J. R. Smith met e.g. Mr. Brown.", "Then they left."]),
+    (
+        "The U.S. Army grew. It cost $3.5 billion, i.e. a lot.",
+        ["The U.S. Army grew.", "It cost $3.5 billion, i.e. a lot."],
+    ),
     ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
     ('"Stop!" he said. (It was late.) Why? Because.', ['"Stop!" he said.', "(It was late.)", "Why?", "Because."]),
-    ("Apples, pears, etc. are fruit. Version 2.0 is out! 42 is the answer.",
-     ["Apples, pears, etc. are fruit.", "Version 2.0 is out!", "42 is the answer."]),
+    (
+        "Apples, pears, etc. are fruit. Version 2.0 is out! 42 is the answer.",
+        ["Apples, pears, etc. are fruit.", "Version 2.0 is out!", "42 is the answer."],
+    ),
     ("See Fig. 3 and No. 5. The end.", ["See Fig. 3 and No. 5.", "The end."]),
     ("The answer is no. Then we left.", ["The answer is no.", "Then we left."]),
     ("Pi is 3.14159. E is 2.718 approx. And so on.", ["Pi is 3.14159.", "E is 2.718 approx. And so on."]),
     ("Wait... What happened?! Nothing.", ["Wait...", "What happened?!", "Nothing."]),
     ("He said \u201cGo.\u201d She went.", ["He said \u201cGo.\u201d", "She went."]),
-    ("First line ends here.\nsecond starts lowercase\nand wraps here. Third.\n\nNo stop here\nNext para?",
-     ["First line ends here.", "second starts lowercase\nand wraps here.", "Third.", "No stop here\nNext para?"]),
+    (
+        "First line ends here.\nsecond starts lowercase\nand wraps here. Third.\n\nNo stop here\nNext para?",
+        ["First line ends here.", "second starts lowercase\nand wraps here.", "Third.", "No stop here\nNext para?"],
+    ),
     ("Items:\n- one\n- two\n2) three", ["Items:", "- one", "- two", "2) three"]),
-    (" = Title = \n \n Homarus gammarus , known as H. americanus . It is big . \n The first pair .",
-     ["= Title =", "Homarus gammarus , known as H. americanus .", "It is big .", "The first pair ."]),
+    (
+        " = Title = \n \n Homarus gammarus , known as H. americanus . It is big . \n The first pair .",
+        ["= Title =", "Homarus gammarus , known as H. americanus .", "It is big .", "The first pair ."],
+    ),
     ("no punctuation at all", ["no punctuation at all"]),
     ("", []),
     ("  \n\n \t ", []),
@@ -264,7 +299,11 @@ def test_sentence_spans_partition_the_text(pieces):
 @pytest.mark.parametrize("paragraphs", [False, True])
 def test_rows_are_consistent_and_split_covers_every_token_once(tok, pack, with_questions, paragraphs):
     feat = EtcFeaturizer(
-        tok, max_length=64, max_global_length=6, pack=pack, return_offsets_mapping=True,
+        tok,
+        max_length=64,
+        max_global_length=6,
+        pack=pack,
+        return_offsets_mapping=True,
         paragraph_global_token_id=5 if paragraphs else None,
     )
     out = feat(DOCS, QUESTIONS if with_questions else None)
@@ -418,8 +457,9 @@ def test_question_truncation(wp_tok):
         EtcFeaturizer(wp_tok, max_length=20)(["Lobsters grow."], [q])
     context = "Lobsters grow in cold water. They shed shells each year. Fishermen catch them with pots."
     out = EtcFeaturizer(wp_tok, max_length=20, max_question_length=5)([context], [q])
-    assert all(row[:7] == [wp_tok.cls_token_id] + out["input_ids"][0][1:6] + [wp_tok.sep_token_id]
-               for row in out["input_ids"])
+    assert all(
+        row[:7] == [wp_tok.cls_token_id] + out["input_ids"][0][1:6] + [wp_tok.sep_token_id] for row in out["input_ids"]
+    )
     assert len(out["input_ids"]) > 1 and all(len(r) <= 20 for r in out["input_ids"])
 
 
@@ -492,8 +532,16 @@ def test_collator_pads_and_round_trips(wp_tok):
     collate = EtcDataCollator(tokenizer=wp_tok, pad_to_multiple_of=16, global_pad_to_multiple_of=4)
     batch = collate(rows)
     assert set(batch) == {
-        "input_ids", "attention_mask", "token_type_ids", "global_input_ids", "global_attention_mask",
-        "global_token_type_ids", "long_breakpoints", "global_breakpoints", "sentence_ids", "labels",
+        "input_ids",
+        "attention_mask",
+        "token_type_ids",
+        "global_input_ids",
+        "global_attention_mask",
+        "global_token_type_ids",
+        "long_breakpoints",
+        "global_breakpoints",
+        "sentence_ids",
+        "labels",
         "start_positions",
     }
     n, ng = batch["input_ids"].shape[1], batch["global_input_ids"].shape[1]
@@ -521,10 +569,11 @@ def test_collator_keep_keys_and_errors(wp_tok):
     batch = EtcDataCollator(pad_token_id=0, keep_keys=("example_index", "offset_mapping"))(rows)
     assert batch["scores"].dtype == torch.float32
     assert batch["scores"][1].tolist() == [0.5] * len(rows[1]["input_ids"]) + [0.0] * (
-        batch["input_ids"].shape[1] - len(rows[1]["input_ids"]))
+        batch["input_ids"].shape[1] - len(rows[1]["input_ids"])
+    )
     assert batch["example_index"].tolist() == [0, 1]
     assert batch["offset_mapping"].shape == (2, batch["input_ids"].shape[1], 2)
-    assert batch["offset_mapping"][1, len(rows[1]["input_ids"]):].eq(0).all()
+    assert batch["offset_mapping"][1, len(rows[1]["input_ids"]) :].eq(0).all()
     bad = copy.deepcopy(rows)
     bad[1]["sentence_ids"] = bad[1]["sentence_ids"] + [0]
     with pytest.raises(ValueError, match="'sentence_ids' has length"):

@@ -8,8 +8,8 @@ import torch
 
 from longbird import EtcConfig, EtcForPreTraining
 from longbird.tokenization import train_tokenizer
+from longbird.tokenization.etc_collators import EtcPretrainingCollator
 from longbird.tokenization.etc_featurizer import EtcFeaturizer
-from longbird.tokenization.etc_pretraining import EtcPretrainingCollator
 
 WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext2_subset" / "wiki.valid.tokens"
 needs_wikitext = pytest.mark.skipif(not WIKITEXT.exists(), reason=f"real text not available at {WIKITEXT}")
@@ -65,15 +65,23 @@ def test_mlm_and_cpc_losses_decrease_on_real_text(corpus):
     tokenizer, _, features = corpus
     torch.manual_seed(0)
     config = EtcConfig(
-        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=128, local_radius=16, relative_pos_max_distance=4, relative_vocab_size=12,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        local_radius=16,
+        relative_pos_max_distance=4,
+        relative_vocab_size=12,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=tokenizer.pad_token_id,
         global_token_id=tokenizer.convert_tokens_to_ids("[SENT]"),
     )
     model = EtcForPreTraining(config)
     held_out_collator = EtcPretrainingCollator(tokenizer=tokenizer, generator=torch.Generator().manual_seed(9))
     held_out = [held_out_collator(features[-16 * (i + 1) : len(features) - 16 * i]) for i in range(3)]
-    train = features[: -48]
+    train = features[:-48]
 
     def evaluate():
         with torch.no_grad():
@@ -99,9 +107,16 @@ def test_mlm_and_cpc_losses_decrease_on_real_text(corpus):
 def test_pretraining_loss_mixes_mlm_and_cpc():
     torch.manual_seed(0)
     config = EtcConfig(
-        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        local_radius=2, relative_pos_max_distance=2, relative_vocab_size=8,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        local_radius=2,
+        relative_pos_max_distance=2,
+        relative_vocab_size=8,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     model = EtcForPreTraining(config).eval()
     ids = torch.randint(5, 50, (2, 12))
@@ -110,8 +125,12 @@ def test_pretraining_loss_mixes_mlm_and_cpc():
     labels[:, 1] = ids[:, 1]
     cpc_mask = torch.tensor([[0, 1, 0, 1], [1, 0, 0, 0]])
     out = model(
-        input_ids=ids, global_input_ids=torch.ones(2, 4, dtype=torch.long), sentence_ids=sentence_ids,
-        labels=labels, cpc_sentence_mask=cpc_mask, cpc_target_input_ids=ids,
+        input_ids=ids,
+        global_input_ids=torch.ones(2, 4, dtype=torch.long),
+        sentence_ids=sentence_ids,
+        labels=labels,
+        cpc_sentence_mask=cpc_mask,
+        cpc_target_input_ids=ids,
     )
     assert out.cpc_logits.shape == (3, 3)
     torch.testing.assert_close(out.loss, 0.8 * out.mlm_loss + 0.2 * out.cpc_loss)

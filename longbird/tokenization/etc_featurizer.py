@@ -8,56 +8,45 @@ model never infers this structure itself ("flexible masking"), so it must be fea
 
 Public API
 ----------
-- :func:`paragraph_spans`, :func:`sentence_spans`, :func:`split_sentences`: a deterministic,
-  rule-based splitter with exact character spans (rules in :func:`sentence_spans`).
 - :class:`EtcFeaturizer`: documents (and optional questions) -> one dict of per-row lists with
-  ``input_ids``, ``attention_mask``, ``token_type_ids``, ``global_input_ids``,
-  ``global_attention_mask``, ``global_token_type_ids``, ``long_breakpoints``,
-  ``global_breakpoints``, ``sentence_ids``, ``example_index`` (+ ``example_indices`` when
-  packing, + ``offset_mapping`` / ``global_offset_mapping`` on request).
-- :class:`EtcDataCollator`: pads such rows into ``torch`` tensors (a Trainer ``data_collator``).
+  the inputs named in :mod:`etc_inputs` (``input_ids``, ``attention_mask``, ``token_type_ids``,
+  ``global_input_ids``, ``global_attention_mask``, ``global_token_type_ids``,
+  ``long_breakpoints``, ``global_breakpoints``, ``sentence_ids``), ``example_index``
+  (+ ``example_indices`` when packing, + ``offset_mapping`` / ``global_offset_mapping`` on request).
+- Sentences come from :mod:`sentences` (rule-based, exact character spans) unless a
+  ``sentence_splitter`` is given; :mod:`etc_collators` pads the rows into ``torch`` tensors.
+  Only numpy and those sibling modules are imported (the file also works as Hub remote code).
 
 Conventions (see the reference code, google-research/google-research:etcmodel, spec sections
 2.6, 2.7, 2.10 and 3):
 
-- Breakpoints are 0/1 with a 1 at the **last real token** of every packed example, on both
-  sides; an unpacked row has exactly one 1 on each side. Padding is 0.
+- Breakpoints are 0/1 with a 1 at the **last real token** of every packed example, in both
+  inputs; an unpacked row has exactly one 1 in each. Padding is 0.
 - ``sentence_ids[j]`` is the index *within the row's global input* of long token j's global.
 - Global token ids: sentences ``global_token_id`` (default 1, the reference's id; ``[unused0]``
   in BERT's vocabulary, ``</s>`` in ETC's SentencePiece one), paragraphs
   ``paragraph_global_token_id`` (off by default; the reference's WordPiece fine-tuning used 5),
   question ``question_global_token_id`` (default 3, as in the reference's WordPiece
   fine-tuning; 2 is avoided because ETC pretraining used it for CPC-masked sentences).
-  These ids should be reserved/unused ids of the vocabulary: the global side shares the
-  word-embedding table with the long side.
+  These ids should be reserved/unused ids of the vocabulary: the global input shares the
+  word-embedding table with the long input.
 - Global token types: :data:`SENTENCE_GLOBAL_TYPE` 0, :data:`PARAGRAPH_GLOBAL_TYPE` 1,
   :data:`QUESTION_GLOBAL_TYPE` 2. Long token types: 1 for context tokens (the reference's
-  long-side default); with questions 0 for
-  ``[CLS] question [SEP]`` and 1 for the context.
+  long-input default); with questions 0 for ``[CLS] question [SEP]`` and 1 for the context.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from .etc_inputs import ETC_GLOBAL_INPUTS, ETC_INPUTS, ETC_LONG_INPUTS
+from .etc_inputs import ETC_INPUTS
+from .sentences import Span, paragraph_spans, spans_from_splitter, split_sentences, trim_span
 
-__all__ = [
-    "PARAGRAPH_GLOBAL_TYPE",
-    "QUESTION_GLOBAL_TYPE",
-    "SENTENCE_GLOBAL_TYPE",
-    "EtcDataCollator",
-    "EtcFeaturizer",
-    "paragraph_spans",
-    "sentence_spans",
-    "split_sentences",
-]
+__all__ = ["PARAGRAPH_GLOBAL_TYPE", "QUESTION_GLOBAL_TYPE", "SENTENCE_GLOBAL_TYPE", "EtcFeaturizer"]
 
 #: ``global_token_type_ids`` value of a sentence (or fixed-block) global token.
 SENTENCE_GLOBAL_TYPE = 0
@@ -65,281 +54,6 @@ SENTENCE_GLOBAL_TYPE = 0
 PARAGRAPH_GLOBAL_TYPE = 1
 #: ``global_token_type_ids`` value of the question global token.
 QUESTION_GLOBAL_TYPE = 2
-
-Span = tuple[int, int]
-
-# --------------------------------------------------------------------------------------------
-# Sentence splitting
-# --------------------------------------------------------------------------------------------
-
-# A blank line: a newline, optional non-newline whitespace, another newline ("\r\n" included).
-_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
-# Terminal punctuation, optional closing quotes/brackets, then whitespace; the first
-# non-whitespace character after it is captured by the lookahead (it is not consumed, so it can
-# start the next candidate).
-_CLOSERS = "\"'\u201d\u2019\u00bb)\\]}"
-_BOUNDARY = re.compile(r"([.!?]+)([" + _CLOSERS + r"]*)(\s+)(?=(\S))")
-# A newline followed by a list bullet ("- ", "* ", "• ", "1. ", "2) ").
-_BULLET_LINE = re.compile(r"\n[^\S\n]*(?=(?:[-*\u2022\u2023\u25aa]|\d{1,3}[.)])\s)")
-# Characters that may open a sentence besides upper-case letters and digits.
-_OPENERS = frozenset("\"'\u201c\u2018\u00ab([{\u00bf\u00a1")
-# Dotted abbreviations such as U.S, e.g, i.e, Ph.D, a.m (the final period is the candidate).
-_DOTTED = re.compile(r"^(?:[A-Za-z]{1,2}\.)+[A-Za-z]{1,2}$")
-# Abbreviations that never end a sentence when followed by a space and a capital.
-_ABBREVIATIONS = frozenset(
-    (
-        "mr",
-        "mrs",
-        "ms",
-        "dr",
-        "prof",
-        "sr",
-        "jr",
-        "st",
-        "mt",
-        "ft",
-        "vs",
-        "etc",
-        "inc",
-        "ltd",
-        "co",
-        "corp",
-        "dept",
-        "univ",
-        "assn",
-        "bros",
-        "est",
-        "approx",
-        "gen",
-        "gov",
-        "sen",
-        "rep",
-        "rev",
-        "hon",
-        "capt",
-        "col",
-        "lt",
-        "sgt",
-        "cmdr",
-        "adm",
-        "maj",
-        "pres",
-        "supt",
-        "cf",
-        "al",
-        "viz",
-        "ca",
-        "ave",
-        "blvd",
-        "rd",
-        "jan",
-        "feb",
-        "mar",
-        "apr",
-        "jun",
-        "jul",
-        "aug",
-        "sep",
-        "sept",
-        "oct",
-        "nov",
-        "dec",
-    )
-)
-# Abbreviations that are only abbreviations before a number ("No. 5", "Fig. 3", "pp. 12"), so
-# that "The answer was no. Then ..." still splits.
-_NUMERIC_ABBREVIATIONS = frozenset(
-    (
-        "no",
-        "nos",
-        "vol",
-        "vols",
-        "p",
-        "pp",
-        "ch",
-        "chap",
-        "sec",
-        "sect",
-        "eq",
-        "eqs",
-        "fig",
-        "figs",
-        "art",
-        "op",
-    )
-)
-
-
-def _is_abbreviation(word: str, next_char: str) -> bool:
-    word = word.lstrip("".join(_OPENERS))
-    if not word:
-        return False  # a space before the period (WikiText's " . "): a real sentence end
-    if len(word) == 1 and word.isupper():
-        return True  # an initial: "J. R. R. Tolkien", "H. americanus"
-    if _DOTTED.match(word):
-        return True  # "U.S.", "e.g.", "i.e."
-    lower = word.lower()
-    if lower in _ABBREVIATIONS:
-        return True
-    return lower in _NUMERIC_ABBREVIATIONS and next_char.isdigit()
-
-
-def _starts_sentence(char: str) -> bool:
-    # Upper-case letters, digits, opening quotes/brackets, and letters of uncased scripts
-    # (CJK, Arabic, Hebrew...) where "not lower-case" is the only signal available.
-    return char.isupper() or char.isdigit() or char in _OPENERS or (char.isalpha() and not char.islower())
-
-
-def _trim(text: str, start: int, end: int) -> Span | None:
-    """(start, end) shrunk to exclude surrounding whitespace, or None if nothing is left."""
-    piece = text[start:end]
-    stripped = piece.lstrip()
-    if not stripped:
-        return None
-    start += len(piece) - len(stripped)
-    return start, start + len(stripped.rstrip())
-
-
-def paragraph_spans(text: str) -> list[Span]:
-    """Character spans of the paragraphs of `text`: blocks separated by blank lines.
-
-    A blank line is a line holding only whitespace. Spans exclude surrounding whitespace and are
-    never empty; ``text[s:e]`` is the paragraph exactly.
-    """
-    spans: list[Span] = []
-    start = 0
-    for match in _BLANK_LINE.finditer(text):
-        span = _trim(text, start, match.start())
-        if span is not None:
-            spans.append(span)
-        start = match.end() - 1  # keep the second "\n" so consecutive blank lines also match
-    span = _trim(text, start, len(text))
-    if span is not None:
-        spans.append(span)
-    return spans
-
-
-def _paragraph_sentence_cuts(text: str, start: int, end: int) -> list[int]:
-    """Positions in text[start:end] after which a new sentence starts (see `sentence_spans`)."""
-    cuts = []
-    for match in _BOUNDARY.finditer(text, start, end):
-        punct, closers, space, next_char = match.groups()
-        if "\n" not in space and not _starts_sentence(next_char):
-            continue
-        if punct == "." and not closers:
-            word_start = match.start()  # back to the start of the word before the period
-            while word_start > start and not text[word_start - 1].isspace():
-                word_start -= 1
-            if _is_abbreviation(text[word_start : match.start()], next_char):
-                continue
-        cuts.append(match.start(3))
-    cuts.extend(m.start() for m in _BULLET_LINE.finditer(text, start, end))
-    return sorted(set(cuts))
-
-
-def sentence_spans(text: str) -> list[Span]:
-    """Character spans ``(start, end)`` of the sentences of `text`, in order.
-
-    Deterministic rules (no model, no dependency):
-
-    1. Blank lines (lines holding only whitespace) always end a sentence (they end paragraphs).
-    2. A sentence ends after ``.``, ``!`` or ``?`` (repeats such as ``?!`` or ``...`` included),
-       optionally followed by closing quotes/brackets (``" ' ” ’ » ) ] }``), when whitespace
-       follows and then either
-       - an upper-case letter, a digit, an opening quote/bracket (``" ' “ ‘ « ( [ {``), or a
-         letter of an uncased script, or
-       - the whitespace contains a newline (a line that ends with terminal punctuation ends its
-         sentence, whatever starts the next line).
-    3. Not after a lone ``.`` that closes an abbreviation: a single capital initial (``J.``),
-       a dotted abbreviation (``U.S.``, ``e.g.``, ``i.e.``, ``Ph.D.``, ``a.m.``), a common
-       abbreviation (``Mr. Mrs. Ms. Dr. Prof. St. vs. etc. Inc. al. ...`` and month names), or
-       ``No. Vol. p. pp. Fig. Eq. Sec. ...`` when a number follows. Decimals (``3.5``) never
-       split because no whitespace follows their period.
-    4. A newline followed by a list bullet (``- * •`` or ``1.``/``1)`` and a space) starts a new
-       sentence. Other single newlines (hard-wrapped lines) do not split.
-
-    Known limits, by design of a rule-based splitter: a sentence that really ends with an
-    abbreviation or an initial ("... in the U.S. Then ...", "World War I. The ...") is not split,
-    and scripts without spaces between sentences (Chinese "。") are not split. Pass another
-    splitter (for example ``nltk.sent_tokenize``) to :class:`EtcFeaturizer` if that matters.
-
-    Spans exclude surrounding whitespace, are never empty, do not overlap, and ``text[s:e]`` is
-    the sentence exactly (offsets into the original text). Whitespace-only text gives ``[]``.
-    """
-    spans: list[Span] = []
-    for p_start, p_end in paragraph_spans(text):
-        start = p_start
-        for cut in _paragraph_sentence_cuts(text, p_start, p_end):
-            span = _trim(text, start, cut)
-            if span is not None:
-                spans.append(span)
-            start = cut
-        span = _trim(text, start, p_end)
-        if span is not None:
-            spans.append(span)
-    return spans
-
-
-def split_sentences(text: str) -> list[str]:
-    """The sentences of `text` as strings (never empty); the rules are those of `sentence_spans`."""
-    return [text[s:e] for s, e in sentence_spans(text)]
-
-
-def _spans_from_splitter(splitter: Callable[[str], Sequence[Any]], text: str) -> list[Span]:
-    """Run a user splitter on `text` and turn its output into validated character spans.
-
-    A splitter may return strings (found in `text` in order, to recover their spans: the
-    strings must be substrings of `text`, as ``nltk.sent_tokenize``'s are) or ``(start, end)``
-    spans. Empty or whitespace-only items are skipped.
-    """
-    if splitter is split_sentences or splitter is sentence_spans:
-        return sentence_spans(text)  # exact spans without searching for the strings
-    items = list(splitter(text))
-    spans: list[Span] = []
-    pos = 0
-    for item in items:
-        if isinstance(item, str):
-            if not item.strip():
-                continue
-            found = text.find(item, pos)
-            if found < 0:  # splitters may strip or keep whitespace differently
-                item = item.strip()
-                found = text.find(item, pos)
-            if found < 0:
-                raise ValueError(
-                    f"sentence_splitter returned {item[:60]!r}, which is not found in the text after "
-                    f"position {pos}; a splitter returning strings must return substrings of the text in "
-                    "order. Return (start, end) spans instead if it rewrites the text."
-                )
-            span = _trim(text, found, found + len(item))
-            pos = found + len(item)
-        elif (
-            isinstance(item, Sequence)
-            and len(item) == 2
-            and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in item)
-        ):
-            s, e = int(item[0]), int(item[1])
-            if not 0 <= s <= e <= len(text) or s < pos:
-                raise ValueError(
-                    f"sentence_splitter returned the span {(s, e)}, which is out of range for a text of "
-                    f"{len(text)} characters or overlaps the previous span (ending at {pos}); spans must be "
-                    "sorted, non-overlapping (start, end) character offsets."
-                )
-            span = _trim(text, s, e)
-            pos = e
-        else:
-            raise TypeError(
-                f"sentence_splitter must return a list of str or of (start, end) int pairs, got an item "
-                f"{item!r} of type {type(item).__name__}."
-            )
-        if span is not None:
-            spans.append(span)
-    return spans
-
-
-# --------------------------------------------------------------------------------------------
-# Featurizer
-# --------------------------------------------------------------------------------------------
 
 
 # One global token's worth of long tokens: token range [start, end) of a document, its
@@ -375,7 +89,8 @@ def _covered_span(offsets: np.ndarray, start: int, end: int, within: Span | None
     return s, e
 
 
-def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+def check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+    """Raise TypeError/ValueError naming `name` unless `value` is an int >= `minimum` (or None when `optional`)."""
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -391,8 +106,8 @@ class EtcFeaturizer:
     Args:
         tokenizer: a *fast* Hugging Face tokenizer (``tokenizer.is_fast``): character offsets are
             needed to place tokens in sentences.
-        max_length: long-side length of a row (reference: 4096).
-        max_global_length: global-side length of a row (reference: 256 for HotpotQA, 430 for
+        max_length: long-input length of a row (reference: 4096).
+        max_global_length: global-input length of a row (reference: 256 for HotpotQA, 430 for
             WikiHop).
         global_token_id: id of sentence (and fixed-block) global tokens. The reference uses 1 and
             its checkpoints expect it; it should be a reserved/unused id of the vocabulary.
@@ -405,7 +120,7 @@ class EtcFeaturizer:
         fixed_block_size: when set, no sentence splitting: one global per this many long tokens
             of each row's context (the fixed-blocks ablation; the reference NQ used 27).
         pack: pack several short documents into one row (next-fit, in input order, never
-            reordering), each delimited by its own breakpoints on both sides.
+            reordering), each delimited by its own breakpoints in both inputs.
         overflow: what to do with documents that do not fit one row. ``"split"``: continue in
             further rows with whole sentences; ``"truncate"``: keep only the first row, filled
             as far as the budgets allow (its last sentence may be cut).
@@ -431,8 +146,8 @@ class EtcFeaturizer:
           budget (``max_length`` minus the question part) or the global budget
           (``max_global_length`` minus the question global and the paragraph globals).
           A paragraph continuing into the next row gets its paragraph global again there.
-        - With ``questions``: each row's long side is ``[CLS] question [SEP] context`` (the
-          tokenizer's own CLS/SEP; no trailing SEP), token types 0 then 1; the global side starts
+        - With ``questions``: each row's long input is ``[CLS] question [SEP] context`` (the
+          tokenizer's own CLS/SEP; no trailing SEP), token types 0 then 1; the global input starts
           with one question global that the question tokens, CLS and SEP point at. Every row of
           a split document repeats the question. Without questions no special token is added.
         - ``offset_mapping`` is (0, 0) for CLS/SEP/question tokens. ``global_offset_mapping`` is the
@@ -475,13 +190,13 @@ class EtcFeaturizer:
                 "sentences. Load it with AutoTokenizer.from_pretrained(..., use_fast=True) or build one "
                 "with longbird.tokenization.train_tokenizer."
             )
-        _check_int("max_length", self.max_length, 1)
-        _check_int("max_global_length", self.max_global_length, 1)
-        _check_int("global_token_id", self.global_token_id, 0)
-        _check_int("question_global_token_id", self.question_global_token_id, 0)
-        _check_int("paragraph_global_token_id", self.paragraph_global_token_id, 0, optional=True)
-        _check_int("fixed_block_size", self.fixed_block_size, 1, optional=True)
-        _check_int("max_question_length", self.max_question_length, 0, optional=True)
+        check_int("max_length", self.max_length, 1)
+        check_int("max_global_length", self.max_global_length, 1)
+        check_int("global_token_id", self.global_token_id, 0)
+        check_int("question_global_token_id", self.question_global_token_id, 0)
+        check_int("paragraph_global_token_id", self.paragraph_global_token_id, 0, optional=True)
+        check_int("fixed_block_size", self.fixed_block_size, 1, optional=True)
+        check_int("max_question_length", self.max_question_length, 0, optional=True)
         if self.overflow not in ("truncate", "split"):
             raise ValueError(f"overflow must be 'truncate' or 'split', got {self.overflow!r}.")
         if not callable(self.sentence_splitter):
@@ -571,7 +286,7 @@ class EtcFeaturizer:
                 for j, par in enumerate(doc):
                     if not isinstance(par, str):
                         raise TypeError(f"documents[{i}][{j}] must be a str (a paragraph), got {type(par).__name__}.")
-                    span = _trim(par, 0, len(par))
+                    span = trim_span(par, 0, len(par))
                     if span is not None:
                         spans.append((pos + span[0], pos + span[1]))
                     pos += len(par) + 2
@@ -649,7 +364,7 @@ class EtcFeaturizer:
         sent_spans: list[Span] = []
         sent_par: list[int] = []
         for p, (ps, pe) in enumerate(paragraphs):
-            spans = _spans_from_splitter(self.sentence_splitter, text[ps:pe])
+            spans = spans_from_splitter(self.sentence_splitter, text[ps:pe])
             if not spans:  # a splitter that finds nothing: the paragraph is one sentence
                 spans = [(0, pe - ps)]
             sent_spans.extend((ps + s, ps + e) for s, e in spans)
@@ -682,24 +397,24 @@ class EtcFeaturizer:
         use_par = self.paragraph_global_token_id is not None
         rows: list[list[_Unit]] = []
         cur: list[_Unit] = []
-        n_tok = n_glob = 0
+        n_tok = n_global = 0
         for unit in units:
             size = unit.end - unit.start
             cost = 1 + (use_par and (not cur or cur[-1].paragraph != unit.paragraph))
-            if cur and (n_tok + size > capacity or n_glob + cost > global_capacity):
+            if cur and (n_tok + size > capacity or n_global + cost > global_capacity):
                 if self.overflow == "truncate":
                     room = capacity - n_tok
-                    if room > 0 and n_glob + cost <= global_capacity:  # fill the row's tail
+                    if room > 0 and n_global + cost <= global_capacity:  # fill the row's tail
                         end = unit.start + room
                         span = _covered_span(offsets, unit.start, end, unit.char_span)
                         cur.append(_Unit(unit.start, end, unit.paragraph, span))
                     break
                 rows.append(cur)
-                cur, n_tok, n_glob = [], 0, 0
+                cur, n_tok, n_global = [], 0, 0
                 cost = 1 + use_par
             cur.append(unit)
             n_tok += size
-            n_glob += cost
+            n_global += cost
         if cur and (self.overflow == "split" or not rows):
             rows.append(cur)
         return rows[:1] if self.overflow == "truncate" else rows
@@ -773,7 +488,7 @@ class EtcFeaturizer:
         context_ids = ids[start:end]
         if question is None:
             input_ids = context_ids
-            token_types = np.ones(end - start, dtype=np.int64)  # the reference's long-side type
+            token_types = np.ones(end - start, dtype=np.int64)  # the reference's long-input type
             sentence_ids = context_sent
             offs = offsets[start:end] if self.return_offsets_mapping else None
         else:
@@ -805,16 +520,16 @@ class EtcFeaturizer:
     def _assemble(self, segments: list[_Segment]) -> dict[str, list]:
         if self.pack:
             groups: list[list[_Segment]] = []
-            n_long = n_glob = 0
+            n_long = n_global = 0
             for seg in segments:  # next-fit: order is kept, a segment is never split
                 a, b = len(seg.input_ids), len(seg.global_input_ids)
-                if groups and n_long + a <= self.max_length and n_glob + b <= self.max_global_length:
+                if groups and n_long + a <= self.max_length and n_global + b <= self.max_global_length:
                     groups[-1].append(seg)
                     n_long += a
-                    n_glob += b
+                    n_global += b
                 else:
                     groups.append([seg])
-                    n_long, n_glob = a, b
+                    n_long, n_global = a, b
         else:
             groups = [[seg] for seg in segments]
 
@@ -826,23 +541,23 @@ class EtcFeaturizer:
         out: dict[str, list] = {k: [] for k in keys}
         for group in groups:
             long_lens = [len(s.input_ids) for s in group]
-            glob_lens = [len(s.global_input_ids) for s in group]
-            n_long, n_glob = sum(long_lens), sum(glob_lens)
-            glob_base = np.cumsum([0, *glob_lens[:-1]])
+            global_lens = [len(s.global_input_ids) for s in group]
+            n_long, n_global = sum(long_lens), sum(global_lens)
+            global_base = np.cumsum([0, *global_lens[:-1]])
             long_bp = np.zeros(n_long, dtype=np.int64)
             long_bp[np.cumsum(long_lens) - 1] = 1
-            glob_bp = np.zeros(n_glob, dtype=np.int64)
-            glob_bp[np.cumsum(glob_lens) - 1] = 1
+            global_bp = np.zeros(n_global, dtype=np.int64)
+            global_bp[np.cumsum(global_lens) - 1] = 1
             out["input_ids"].append(np.concatenate([s.input_ids for s in group]).tolist())
             out["attention_mask"].append([1] * n_long)
             out["token_type_ids"].append(np.concatenate([s.token_type_ids for s in group]).tolist())
             out["global_input_ids"].append(np.concatenate([s.global_input_ids for s in group]).tolist())
-            out["global_attention_mask"].append([1] * n_glob)
+            out["global_attention_mask"].append([1] * n_global)
             out["global_token_type_ids"].append(np.concatenate([s.global_token_type_ids for s in group]).tolist())
             out["long_breakpoints"].append(long_bp.tolist())
-            out["global_breakpoints"].append(glob_bp.tolist())
+            out["global_breakpoints"].append(global_bp.tolist())
             out["sentence_ids"].append(
-                np.concatenate([s.sentence_ids + base for s, base in zip(group, glob_base)]).tolist()
+                np.concatenate([s.sentence_ids + base for s, base in zip(group, global_base)]).tolist()
             )
             out["example_index"].append(group[0].doc)
             if self.pack:
@@ -873,170 +588,3 @@ class _EtcMapFunction:
             if "example_indices" in out:
                 out["example_indices"] = [[indices[i] for i in row] for row in out["example_indices"]]
         return out
-
-
-# --------------------------------------------------------------------------------------------
-# Collator
-# --------------------------------------------------------------------------------------------
-
-_DROPPED_KEYS = frozenset({"offset_mapping", "global_offset_mapping", "example_index", "example_indices"})
-
-
-def _as_list(value: Any) -> Any:
-    return value.tolist() if hasattr(value, "tolist") else value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating))  # bool is an int
-
-
-def _numeric_list(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and all(_is_number(v) for v in value)
-
-
-def _round_up(n: int, multiple: int | None) -> int:
-    return n if not multiple else int(math.ceil(n / multiple) * multiple)
-
-
-@dataclass
-class EtcDataCollator:
-    """Pad ETC feature rows (as produced by :class:`EtcFeaturizer`) into ``torch`` tensors.
-
-    Usable as ``Trainer(data_collator=EtcDataCollator(tokenizer=tokenizer))``.
-
-    - Long keys (``input_ids``, ``attention_mask``, ``token_type_ids``, ``long_breakpoints``,
-      ``sentence_ids``) are padded to the longest row (rounded up to ``pad_to_multiple_of``);
-      global keys (``global_input_ids``, ``global_attention_mask``, ``global_token_type_ids``,
-      ``global_breakpoints``) to the longest global row (``global_pad_to_multiple_of``).
-    - Pad values: ``pad_token_id`` for ``input_ids`` and ``global_input_ids``; 0 for masks, token
-      types, breakpoints (padding is then outside every example) and ``sentence_ids``;
-      ``label_pad_token_id`` (-100) for ``labels`` (padded to the long length when each row's
-      labels have its ``input_ids`` length, else to the longest labels).
-    - Other numeric keys: scalars and equal-length lists are stacked; ragged lists whose
-      length is each row's long (or else global) length are padded with 0 like that side.
-    - ``offset_mapping``, ``global_offset_mapping``, ``example_index``, ``example_indices`` and
-      non-numeric values are dropped unless named in ``keep_keys`` (kept keys become tensors
-      when they can, offsets padded with (0, 0), else stay Python lists).
-
-    Raises ``ValueError`` naming the key for inconsistent rows: missing keys, a long key whose
-    length differs from ``input_ids``, a global key whose length differs from
-    ``global_input_ids``, or a ``sentence_ids`` value outside the row's global input.
-    """
-
-    pad_token_id: int | None = None
-    tokenizer: Any = None
-    pad_to_multiple_of: int | None = None
-    global_pad_to_multiple_of: int | None = None
-    label_pad_token_id: int = -100
-    keep_keys: Sequence[str] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        if self.pad_token_id is None and self.tokenizer is not None:
-            self.pad_token_id = getattr(self.tokenizer, "pad_token_id", None)
-            if self.pad_token_id is None:
-                raise ValueError(
-                    "the tokenizer has no pad token (tokenizer.pad_token_id is None); pass pad_token_id=... "
-                    "or set tokenizer.pad_token."
-                )
-        if self.pad_token_id is None:
-            raise ValueError(
-                "EtcDataCollator needs pad_token_id=... or tokenizer=... (to read tokenizer.pad_token_id)."
-            )
-        _check_int("pad_token_id", self.pad_token_id, 0)
-        _check_int("pad_to_multiple_of", self.pad_to_multiple_of, 1, optional=True)
-        _check_int("global_pad_to_multiple_of", self.global_pad_to_multiple_of, 1, optional=True)
-        if isinstance(self.keep_keys, str):
-            self.keep_keys = (self.keep_keys,)
-
-    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        if not features:
-            raise ValueError("EtcDataCollator got an empty list of features.")
-        rows = [{k: _as_list(v) for k, v in f.items()} for f in features]
-        keys = list(rows[0])
-        for r, row in enumerate(rows):
-            if set(row) != set(keys):
-                diff = sorted(set(row) ^ set(keys))
-                raise ValueError(f"feature rows have different keys: row {r} differs from row 0 in {diff}.")
-        if "input_ids" not in keys:
-            raise ValueError("every feature row needs 'input_ids'.")
-        has_global = "global_input_ids" in keys
-        for k in ETC_GLOBAL_INPUTS:
-            if k in keys and not has_global:
-                raise ValueError(f"feature rows have {k!r} but no 'global_input_ids'.")
-
-        long_lens = [len(row["input_ids"]) for row in rows]
-        glob_lens = [len(row["global_input_ids"]) for row in rows] if has_global else None
-        n_long = _round_up(max(long_lens), self.pad_to_multiple_of)
-        n_glob = _round_up(max(glob_lens), self.global_pad_to_multiple_of) if glob_lens else 0
-
-        def check_lengths(key: str, lengths: list[int], ref: str) -> None:
-            for r, row in enumerate(rows):
-                if not isinstance(row[key], (list, tuple)) or len(row[key]) != lengths[r]:
-                    got = len(row[key]) if isinstance(row[key], (list, tuple)) else type(row[key]).__name__
-                    raise ValueError(f"row {r}: {key!r} has length {got} but {ref!r} has length {lengths[r]}.")
-
-        def pad(key: str, length: int, value: int, lengths: list[int]) -> torch.Tensor:
-            # integer ids/masks stay int64; float-valued extra keys (soft labels...) stay floats
-            floats = key not in ETC_LONG_INPUTS + ETC_GLOBAL_INPUTS and any(
-                isinstance(v, (float, np.floating)) for row in rows for v in row[key]
-            )
-            arr = np.full((len(rows), length), value, dtype=np.float32 if floats else np.int64)
-            for r, row in enumerate(rows):
-                arr[r, : lengths[r]] = row[key]
-            return torch.from_numpy(arr)
-
-        batch: dict[str, Any] = {}
-        for key in keys:
-            values = [row[key] for row in rows]
-            if key in ETC_LONG_INPUTS:
-                check_lengths(key, long_lens, "input_ids")
-                batch[key] = pad(key, n_long, self.pad_token_id if key == "input_ids" else 0, long_lens)
-            elif key in ETC_GLOBAL_INPUTS:
-                check_lengths(key, glob_lens, "global_input_ids")
-                batch[key] = pad(key, n_glob, self.pad_token_id if key == "global_input_ids" else 0, glob_lens)
-            elif key in _DROPPED_KEYS and key not in self.keep_keys:
-                continue
-            elif key in ("offset_mapping", "global_offset_mapping"):
-                lengths = long_lens if key == "offset_mapping" else glob_lens
-                check_lengths(key, lengths, "input_ids" if key == "offset_mapping" else "global_input_ids")
-                arr = np.zeros((len(rows), n_long if key == "offset_mapping" else n_glob, 2), dtype=np.int64)
-                for r, v in enumerate(values):
-                    if v:
-                        arr[r, : len(v)] = v
-                batch[key] = torch.from_numpy(arr)
-            elif key == "labels" and all(_numeric_list(v) for v in values):
-                lens = [len(v) for v in values]
-                target = n_long if lens == long_lens else max(lens)
-                batch[key] = pad(key, target, self.label_pad_token_id, lens)
-            elif all(_is_number(v) for v in values):
-                batch[key] = torch.tensor(values)
-            elif all(_numeric_list(v) for v in values):
-                lens = [len(v) for v in values]
-                if len(set(lens)) == 1:
-                    batch[key] = torch.tensor(values)
-                elif lens == long_lens:
-                    batch[key] = pad(key, n_long, 0, lens)
-                elif glob_lens is not None and lens == glob_lens:
-                    batch[key] = pad(key, n_glob, 0, lens)
-                elif key in self.keep_keys:
-                    batch[key] = values
-                else:
-                    raise ValueError(
-                        f"{key!r} holds lists of different lengths {lens[:8]} that match neither 'input_ids' nor "
-                        "'global_input_ids' lengths; make them consistent or remove the key."
-                    )
-            elif key in self.keep_keys:
-                batch[key] = values
-            # other non-numeric values (strings, nested structures) are dropped
-
-        if "sentence_ids" in batch and has_global:
-            for r, row in enumerate(rows):
-                sids = row["sentence_ids"]
-                if sids and max(sids) >= glob_lens[r]:
-                    raise ValueError(
-                        f"row {r}: 'sentence_ids' holds {max(sids)}, but the row has only {glob_lens[r]} global "
-                        "tokens; sentence_ids must index the row's global input."
-                    )
-        return batch
