@@ -1,4 +1,4 @@
-"""Every Python snippet in README.md runs as a newcomer would copy it, within a laptop's means.
+"""Every Python snippet in README.md and docs/ runs as a newcomer would copy it, within a laptop's means.
 
 Each ```python block is run on its own in a fresh interpreter (in a temporary folder, so files it
 writes go nowhere), and must finish without error within 2 GiB of peak memory. Its wall time is
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PEAK_LIMIT_MIB = 2048
 _BLOCK = re.compile(r"^```python\n(.*?)^```", flags=re.MULTILINE | re.DOTALL)
 
@@ -27,24 +28,29 @@ print("SNIPPET_SECONDS", _time.perf_counter() - _snippet_start)
 """
 
 
-def readme_snippets() -> list[tuple[int, str]]:
-    """(line number, code) of every ```python block in README.md."""
-    text = README.read_text(encoding="utf-8")
-    return [(text[: m.start()].count("\n") + 1, m.group(1)) for m in _BLOCK.finditer(text)]
+def snippets() -> list[tuple[str, str]]:
+    """("file:line", code) of every ```python block in README.md and docs/*.md."""
+    found = []
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        name = document.relative_to(ROOT).as_posix()
+        found += [(f"{name}:{text[: m.start()].count(chr(10)) + 1}", m.group(1)) for m in _BLOCK.finditer(text)]
+    return found
 
 
 def test_readme_has_snippets():
-    assert len(readme_snippets()) >= 3
+    assert sum(place.startswith("README.md:") for place, _ in snippets()) >= 2
+    assert len(snippets()) >= 5
 
 
-@pytest.mark.parametrize("line, code", readme_snippets(), ids=[f"README.md:{line}" for line, _ in readme_snippets()])
-def test_readme_snippet_runs(line: int, code: str, tmp_path: Path):
+@pytest.mark.parametrize("line, code", snippets(), ids=[place for place, _ in snippets()])
+def test_readme_snippet_runs(line: str, code: str, tmp_path: Path):
     program = "import time as _t; _snippet_start = _t.perf_counter()\n" + textwrap.dedent(code) + _REPORT
     result = subprocess.run(
         [sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
-    assert result.returncode == 0, f"README.md:{line} failed:\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, f"{line} failed:\n{result.stderr[-3000:]}"
     report = dict(re.findall(r"^(SNIPPET_\w+) (\S+)$", result.stdout, flags=re.MULTILINE))
     peak_mib = int(report["SNIPPET_PEAK_KIB"]) / 1024
-    print(f"README.md:{line}: {float(report['SNIPPET_SECONDS']):.1f} s, peak {peak_mib:.0f} MiB")
-    assert peak_mib <= PEAK_LIMIT_MIB, f"README.md:{line} peaks at {peak_mib:.0f} MiB (limit {PEAK_LIMIT_MIB})"
+    print(f"{line}: {float(report['SNIPPET_SECONDS']):.1f} s, peak {peak_mib:.0f} MiB")
+    assert peak_mib <= PEAK_LIMIT_MIB, f"{line} peaks at {peak_mib:.0f} MiB (limit {PEAK_LIMIT_MIB})"
