@@ -401,3 +401,20 @@ def check_etc_inputs(config: EtcConfig, inputs: dict, vocab_size: int | None = N
         if inputs.get(name) is not None:
             checks.zeros_and_ones(name, inputs[name])
     checks.assert_on_device()
+
+
+def sentences_as_examples(sentences: list[torch.Tensor], global_token_id: int) -> dict:
+    """One packed row where every sentence (`[n_i]` token ids) is its own example with one global
+    token (each global token then summarises exactly its sentence): a model's inputs."""
+    lengths = torch.tensor([len(s) for s in sentences], device=sentences[0].device)
+    ids = torch.cat(sentences)
+    ends = lengths.cumsum(0) - 1
+    breakpoints = torch.zeros_like(ids).index_fill_(0, ends, 1)
+    count = len(sentences)
+    return {
+        "input_ids": ids[None],
+        "long_breakpoints": breakpoints[None],
+        "sentence_ids": torch.repeat_interleave(torch.arange(count, device=ids.device), lengths)[None],
+        "global_input_ids": torch.full((1, count), global_token_id, device=ids.device),
+        "global_breakpoints": torch.ones(1, count, dtype=torch.long, device=ids.device),
+    }

@@ -3,11 +3,15 @@
 Shared by the three model files: `ValueChecks` (ids inside their tables, 0/1 masks, without a
 host sync on an accelerator), `check_integer_ids`, `table_size`, and the checks of BigBird's and
 BigBird-Pegasus' inputs (`check_inputs`, `check_global_inputs`). ETC's structure inputs are
-checked beside the graph they build (`longbird_global_local_graph.check_etc_inputs`).
+checked beside the graph they build (`longbird_global_local_graph.check_etc_inputs`). The heads'
+label checks (`sequence_labels`), loss keyword arguments (`check_loss_kwargs`) and ETC's head signatures
+(`takes_inputs`) are here too.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -249,3 +253,71 @@ def check_global_inputs(
     checks.token_ids("global_input_ids", global_input_ids, vocab_size)
     if global_attention_mask is not None:
         checks.zeros_and_ones("global_attention_mask", global_attention_mask)
+
+
+#: keyword arguments a head passes on to its loss (Trainer's gradient-accumulation count)
+LOSS_KWARGS = ("num_items_in_batch",)
+
+
+def check_loss_kwargs(head: nn.Module, kwargs: dict) -> None:
+    """A head's `**kwargs` carry only its loss's arguments (`LOSS_KWARGS`); anything else is a
+    misspelt input, which would otherwise be ignored."""
+    unknown = sorted(set(kwargs) - set(LOSS_KWARGS))
+    if unknown:
+        raise TypeError(f"{type(head).__name__}.forward() got unexpected arguments {unknown}.")
+
+
+def sequence_labels(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sequence-classification labels as the loss takes them (`config.problem_type` as transformers
+    infers it). Multi-label: one 0/1 value per label, checked against the logits' shape and given
+    the logits' dtype (BCE takes floats; 0/1 integer labels are common)."""
+    problem = config.problem_type
+    if problem is None and config.num_labels > 1 and labels.dtype not in (torch.long, torch.int):
+        problem = "multi_label_classification"
+    if problem not in (None, "regression", "single_label_classification", "multi_label_classification"):
+        raise ValueError(
+            f"config.problem_type must be 'regression', 'single_label_classification' or "
+            f"'multi_label_classification', got {problem!r}."
+        )
+    if problem != "multi_label_classification":
+        return labels
+    if labels.shape != logits.shape:
+        raise ValueError(
+            f"multi-label `labels` must have shape {tuple(logits.shape)} (one 0/1 value per label), "
+            f"got {tuple(labels.shape)}."
+        )
+    return labels.to(logits.dtype)
+
+
+def takes_inputs(model_inputs: tuple[str, ...], *head_inputs: str):
+    """Give a head's `forward(self, inputs, <head_inputs>, **kwargs)` the explicit signature of
+    its model's inputs plus its own (Trainer keeps only dataset columns named in the signature;
+    the model's inputs stay listed in one place, its forward) and `**kwargs`, the loss's keyword
+    arguments (Trainer's `num_items_in_batch`). The head gets the model's inputs as one dict;
+    any other argument is a TypeError naming it."""
+
+    def decorate(forward):
+        params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        params += [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+            for name in (*model_inputs, *head_inputs)
+        ]
+        params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+        signature = inspect.Signature(params)
+
+        @functools.wraps(forward)
+        def bound_forward(self, *args, **kwargs):
+            try:
+                arguments = signature.bind(self, *args, **kwargs).arguments
+            except TypeError as error:
+                raise TypeError(f"{type(self).__name__}.forward(): {error}") from None
+            loss_kwargs = arguments.pop("kwargs", {})
+            check_loss_kwargs(self, loss_kwargs)
+            inputs = {name: arguments[name] for name in model_inputs if name in arguments}
+            own = {name: arguments[name] for name in head_inputs if name in arguments}
+            return forward(self, inputs, **own, **loss_kwargs)
+
+        bound_forward.__signature__ = signature
+        return bound_forward
+
+    return decorate

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -26,12 +25,19 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import can_return_tuple
 
 from ..configuration.configuration_longbird_bigbird import BigBirdConfig
 from .longbird_block_executors import run_attention
 from .longbird_block_graph import BlockGraph, layer_graphs, make_layout, sparse_pattern, strip_attention, to_internal
-from .longbird_input_checks import ValueChecks, check_global_inputs, check_inputs, table_size
+from .longbird_input_checks import (
+    ValueChecks,
+    check_global_inputs,
+    check_inputs,
+    check_loss_kwargs,
+    sequence_labels,
+    table_size,
+)
 from .remote_code import RemoteCodeMixin
 
 
@@ -252,6 +258,7 @@ class BigBirdModel(BigBirdPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -262,7 +269,6 @@ class BigBirdModel(BigBirdPreTrainedModel):
         global_prefix_length: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         global_input_ids: torch.LongTensor | None = None,
         global_attention_mask: torch.Tensor | None = None,
     ) -> BigBirdModelOutput | tuple:
@@ -279,7 +285,6 @@ class BigBirdModel(BigBirdPreTrainedModel):
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
         checks, vocab_size = ValueChecks(), table_size(self.embeddings.word_embeddings, config)
         batch, seq_len, device = check_inputs(
             config,
@@ -336,7 +341,7 @@ class BigBirdModel(BigBirdPreTrainedModel):
             attentions=all_attentions,
             global_last_hidden_state=global_output,
         )
-        return output if return_dict else output.to_tuple()
+        return output
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,6 +399,7 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
         self.cls.predictions.decoder = new_embeddings
         self.cls.predictions.bias = new_embeddings.bias
 
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -405,9 +411,9 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
         labels=None,
         output_attentions=None,
         output_hidden_states=None,
-        return_dict=None,
         global_input_ids=None,
         global_attention_mask=None,
+        **kwargs,
     ):
         outputs = self.bert(
             input_ids,
@@ -423,13 +429,14 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
             global_attention_mask=global_attention_mask,
         )
         logits = self.cls(outputs.last_hidden_state)
+        check_loss_kwargs(self, kwargs)
         loss = None
         if labels is not None:
-            loss = CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.view(-1))
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         out = MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return _maybe_tuple(out, return_dict, self.config)
+        return out
 
 
 class BigBirdClassificationHead(nn.Module):
@@ -459,6 +466,7 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
         self.classifier = BigBirdClassificationHead(config)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -470,9 +478,9 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
         labels=None,
         output_attentions=None,
         output_hidden_states=None,
-        return_dict=None,
         global_input_ids=None,
         global_attention_mask=None,
+        **kwargs,
     ):
         outputs = self.bert(
             input_ids,
@@ -492,38 +500,21 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
         else:
             features = outputs.last_hidden_state[:, 0]
         logits = self.classifier(features)
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        check_loss_kwargs(self, kwargs)
+        loss = None
+        if labels is not None:
+            labels = sequence_labels(self.config, logits, labels)
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+            if (
+                self.config.problem_type != "single_label_classification"
+                and kwargs.get("num_items_in_batch") is not None
+            ):
+                # MSE/BCE are means per batch: scale to this batch's share, as the cross-entropy is
+                loss = loss * labels.numel() / kwargs["num_items_in_batch"]
         out = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return _maybe_tuple(out, return_dict, self.config)
-
-
-def sequence_classification_loss(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """transformers' problem_type rule: regression, single_label or multi_label classification."""
-    num_labels = config.num_labels
-    if config.problem_type is None:
-        if num_labels == 1:
-            config.problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
-    if config.problem_type == "regression":
-        return MSELoss()(logits.squeeze(), labels.squeeze()) if num_labels == 1 else MSELoss()(logits, labels)
-    if config.problem_type == "single_label_classification":
-        return CrossEntropyLoss()(logits.view(-1, num_labels), labels.view(-1))
-    if config.problem_type == "multi_label_classification":
-        if labels.shape != logits.shape:
-            raise ValueError(
-                f"multi-label `labels` must have shape {tuple(logits.shape)} (one 0/1 value per label), "
-                f"got {tuple(labels.shape)}."
-            )
-        return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
-    raise ValueError(
-        f"config.problem_type must be 'regression', 'single_label_classification' or "
-        f"'multi_label_classification', got {config.problem_type!r}."
-    )
+        return out
 
 
 class BigBirdForTokenClassification(BigBirdPreTrainedModel):
@@ -536,6 +527,7 @@ class BigBirdForTokenClassification(BigBirdPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -547,9 +539,9 @@ class BigBirdForTokenClassification(BigBirdPreTrainedModel):
         labels=None,
         output_attentions=None,
         output_hidden_states=None,
-        return_dict=None,
         global_input_ids=None,
         global_attention_mask=None,
+        **kwargs,
     ):
         outputs = self.bert(
             input_ids,
@@ -565,13 +557,14 @@ class BigBirdForTokenClassification(BigBirdPreTrainedModel):
             global_attention_mask=global_attention_mask,
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        check_loss_kwargs(self, kwargs)
         loss = None
         if labels is not None:
-            loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+            loss = self.loss_function(logits, labels, self.config, **kwargs)
         out = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return _maybe_tuple(out, return_dict, self.config)
+        return out
 
 
 class BigBirdForQuestionAnsweringHead(nn.Module):
@@ -605,6 +598,7 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
         self.qa_classifier = BigBirdForQuestionAnsweringHead(config)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -617,7 +611,7 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
         end_positions=None,
         output_attentions=None,
         output_hidden_states=None,
-        return_dict=None,
+        **kwargs,
     ):
         r"""
         question_lengths (`torch.LongTensor` of shape `(batch_size,)` or `(batch_size, 1)`, *optional*):
@@ -650,13 +644,12 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
             # dtype-safe masking (transformers subtracts 1e6, which breaks fp16 and changes dtype)
             logits = logits.masked_fill(question_mask.unsqueeze(-1), torch.finfo(logits.dtype).min)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        check_loss_kwargs(self, kwargs)
         loss = None
         if start_positions is not None and end_positions is not None:
-            ignored = start_logits.size(1)
-            start_positions = start_positions.reshape(-1).clamp(0, ignored)
-            end_positions = end_positions.reshape(-1).clamp(0, ignored)
-            loss_fct = CrossEntropyLoss(ignore_index=ignored)
-            loss = (loss_fct(start_logits, start_positions) + loss_fct(end_logits, end_positions)) / 2
+            loss = self.loss_function(
+                start_logits, end_logits, start_positions.reshape(-1), end_positions.reshape(-1), **kwargs
+            )
         out = BigBirdQuestionAnsweringOutput(
             loss=loss,
             start_logits=start_logits,
@@ -665,7 +658,7 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
             attentions=outputs.attentions,
             pooler_output=outputs.pooler_output,
         )
-        return _maybe_tuple(out, return_dict, self.config)
+        return out
 
     def _question_lengths(self, input_ids, token_type_ids, attention_mask):
         """Per example: the first context token (type 1) when `token_type_ids` mark one, else one
@@ -684,11 +677,6 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
             return torch.where(has_context, from_types, torch.zeros_like(from_types))
         # all-zero token_type_ids (a tokenizer's default) say nothing: fall back to [SEP]
         return torch.where(has_context, from_types, from_sep)
-
-
-def _maybe_tuple(output: ModelOutput, return_dict: bool | None, config) -> ModelOutput | tuple:
-    return_dict = config.return_dict if return_dict is None else return_dict
-    return output if return_dict else output.to_tuple()
 
 
 __all__ = [

@@ -21,27 +21,33 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.loss.loss_utils import ForMaskedLMLoss, fixed_cross_entropy
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     MaskedLMOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from ..configuration.configuration_longbird_etc import EtcConfig
 from .longbird_global_local_executors import RelativeLogits, global_local_attention, global_query_attention
-from .longbird_global_local_graph import GlobalLocalGraph, example_ids, prepare_inputs
-from .longbird_input_checks import table_size
-from .modeling_longbird_bigbird import activation, sequence_classification_loss
+from .longbird_global_local_graph import GlobalLocalGraph, example_ids, prepare_inputs, sentences_as_examples
+from .longbird_input_checks import sequence_labels, table_size, takes_inputs
 from .remote_code import RemoteCodeMixin
 
 # --------------------------------------------------------------------------------------------
 # Layers
 # --------------------------------------------------------------------------------------------
+
+
+def activation(name: str) -> nn.Module:
+    """transformers' activation by name; its tanh-GELU ("gelu_new", the reference's) as torch's
+    fused kernel (`gelu_pytorch_tanh`: the same formula, ~1e-7 apart, as BigBird's layers use)."""
+    return ACT2FN["gelu_pytorch_tanh" if name == "gelu_new" else name]
 
 
 class EtcEmbeddings(nn.Module):
@@ -302,6 +308,7 @@ class EtcModel(EtcPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.token_embeddings = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -327,7 +334,6 @@ class EtcModel(EtcPreTrainedModel):
         global_inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
     ) -> EtcModelOutput | tuple:
         r"""
         global_input_ids (`torch.LongTensor` of shape `(batch_size, global_length)`, *optional*):
@@ -347,7 +353,6 @@ class EtcModel(EtcPreTrainedModel):
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
         inputs = prepare_inputs(
             config,
             vocab_size=table_size(self.embeddings.token_embeddings, config),
@@ -393,7 +398,7 @@ class EtcModel(EtcPreTrainedModel):
             if output_attentions:
                 long_attentions += (long_weights,)
                 global_attentions += (global_weights,)
-        output = EtcModelOutput(
+        return EtcModelOutput(
             last_hidden_state=long,
             global_last_hidden_state=global_,
             hidden_states=all_long,
@@ -401,7 +406,6 @@ class EtcModel(EtcPreTrainedModel):
             attentions=long_attentions,
             global_attentions=global_attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,48 +413,16 @@ class EtcModel(EtcPreTrainedModel):
 # --------------------------------------------------------------------------------------------
 
 #: the encoder's inputs, forwarded by every head as they are
-ENCODER_INPUTS = tuple(p for p in inspect.signature(EtcModel.forward).parameters if p not in ("self", "return_dict"))
+ENCODER_INPUTS = tuple(p for p in inspect.signature(EtcModel.forward).parameters if p != "self")
 
 
-def takes_encoder_inputs(*head_inputs: str):
-    """Give a head's `forward(self, <head_inputs>, **inputs)` the explicit signature of the
-    encoder's inputs plus its own: Trainer keeps only dataset columns named in the signature,
-    and one list of inputs stays in one place (`EtcModel.forward`)."""
-
-    def decorate(forward):
-        params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        params += [
-            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
-            for name in (*ENCODER_INPUTS, *head_inputs, "return_dict")
-        ]
-        signature = inspect.Signature(params)
-
-        @functools.wraps(forward)
-        def bound_forward(self, *args, **kwargs):
-            try:
-                arguments = signature.bind(self, *args, **kwargs).arguments
-            except TypeError as error:
-                raise TypeError(f"{type(self).__name__}.forward(): {error}") from None
-            arguments.pop("self")
-            return forward(self, **arguments)
-
-        bound_forward.__signature__ = signature
-        return bound_forward
-
-    return decorate
+#: a head's `forward(self, inputs, <its own inputs>, **kwargs)` with the explicit signature of the
+#: encoder's inputs plus its own (`longbird_input_checks.takes_inputs`)
+takes_encoder_inputs = functools.partial(takes_inputs, ENCODER_INPUTS)
 
 
-def _encode(head: EtcPreTrainedModel, inputs: dict) -> EtcModelOutput:
-    unknown = set(inputs) - set(ENCODER_INPUTS)
-    if unknown:
-        raise TypeError(f"{type(head).__name__}.forward() got unexpected arguments {sorted(unknown)}.")
-    return head.etc(**inputs, return_dict=True)
-
-
-def _head_output(output_class, encoded: EtcModelOutput, return_dict: bool | None, config, **fields):
-    output = output_class(**fields, hidden_states=encoded.hidden_states, attentions=encoded.attentions)
-    return_dict = config.return_dict if return_dict is None else return_dict
-    return output if return_dict else output.to_tuple()
+def _head_output(output_class, encoded: EtcModelOutput, **fields):
+    return output_class(**fields, hidden_states=encoded.hidden_states, attentions=encoded.attentions)
 
 
 class EtcLMHead(nn.Module):
@@ -485,13 +457,16 @@ class EtcForMaskedLM(EtcPreTrainedModel):
     def set_output_embeddings(self, new_embeddings):
         self.lm_head.decoder = new_embeddings
 
+    @can_return_tuple
     @takes_encoder_inputs("labels")
-    def forward(self, labels=None, return_dict=None, **inputs):
+    def forward(self, inputs, labels=None, **kwargs):
         """`labels` `[B, n_l]`: token ids to predict, -100 where nothing is predicted."""
-        encoded = _encode(self, inputs)
+        encoded = self.etc(**inputs, return_dict=True)
         logits = self.lm_head(encoded.last_hidden_state)
-        loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1), labels.flatten())
-        return _head_output(MaskedLMOutput, encoded, return_dict, self.config, loss=loss, logits=logits)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+        return _head_output(MaskedLMOutput, encoded, loss=loss, logits=logits)
 
 
 @dataclass
@@ -521,6 +496,9 @@ class EtcForPreTraining(EtcPreTrainedModel):
     """
 
     _tied_weights_keys = {"lm_head.decoder.weight": "etc.embeddings.token_embeddings.weight"}
+    #: the loss is a weighted mean of two means (MLM, CPC): Trainer scales it for gradient
+    #: accumulation itself rather than passing `num_items_in_batch`
+    accepts_loss_kwargs = False
 
     def __init__(self, config: EtcConfig):
         super().__init__(config)
@@ -539,21 +517,22 @@ class EtcForPreTraining(EtcPreTrainedModel):
     def set_output_embeddings(self, new_embeddings):
         self.lm_head.decoder = new_embeddings
 
+    @can_return_tuple
     @takes_encoder_inputs("labels", "cpc_sentence_mask", "cpc_target_input_ids")
-    def forward(self, labels=None, cpc_sentence_mask=None, cpc_target_input_ids=None, return_dict=None, **inputs):
+    def forward(self, inputs, labels=None, cpc_sentence_mask=None, cpc_target_input_ids=None, **kwargs):
         r"""
         labels (`[B, n_l]`): MLM targets, -100 where nothing is predicted.
         cpc_sentence_mask (`[B, n_g]` 0/1): global tokens whose sentences are masked for CPC.
         cpc_target_input_ids (`[B, n_l]`): the long input before masking (CPC targets read it).
         """
-        encoded = _encode(self, inputs)
+        encoded = self.etc(**inputs, return_dict=True)
         logits = self.lm_head(encoded.last_hidden_state)
-        mlm_loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        mlm_loss = None if labels is None else ForMaskedLMLoss(logits, labels, vocab_size=self.config.vocab_size)
         cpc_loss = cpc_logits = None
         if cpc_sentence_mask is not None:
             cpc_logits = self.cpc_logits(encoded, cpc_sentence_mask, cpc_target_input_ids, inputs)
             if cpc_logits is not None:
-                cpc_loss = F.cross_entropy(cpc_logits, torch.arange(len(cpc_logits), device=cpc_logits.device))
+                cpc_loss = fixed_cross_entropy(cpc_logits, torch.arange(len(cpc_logits), device=cpc_logits.device))
         weight = self.config.cpc_loss_weight
         losses = [(1 - weight, mlm_loss), (weight, cpc_loss)]
         present = [(w, term) for w, term in losses if term is not None]
@@ -565,8 +544,6 @@ class EtcForPreTraining(EtcPreTrainedModel):
         return _head_output(
             EtcForPreTrainingOutput,
             encoded,
-            return_dict,
-            self.config,
             loss=loss,
             mlm_loss=mlm_loss,
             cpc_loss=cpc_loss,
@@ -591,26 +568,11 @@ class EtcForPreTraining(EtcPreTrainedModel):
             return None
         sentences = [sentences[i] for i in keep]
         predictions = self.cpc_head(encoded.global_last_hidden_state[rows[keep], globals_[keep]])
-        targets = self.etc(**_sentences_alone(sentences, self.config), return_dict=True).global_last_hidden_state[0]
+        targets = self.etc(
+            **sentences_as_examples(sentences, self.config.global_token_id), return_dict=True
+        ).global_last_hidden_state[0]
         similarity = F.normalize(predictions, dim=-1) @ F.normalize(targets, dim=-1).t()
         return similarity / self.config.cpc_temperature
-
-
-def _sentences_alone(sentences: list[torch.Tensor], config: EtcConfig) -> dict:
-    """One packed row where every sentence is its own example with one global token (each global
-    token then summarises exactly its sentence)."""
-    lengths = torch.tensor([len(s) for s in sentences], device=sentences[0].device)
-    ids = torch.cat(sentences)
-    ends = lengths.cumsum(0) - 1
-    breakpoints = torch.zeros_like(ids).index_fill_(0, ends, 1)
-    count = len(sentences)
-    return {
-        "input_ids": ids[None],
-        "long_breakpoints": breakpoints[None],
-        "sentence_ids": torch.repeat_interleave(torch.arange(count, device=ids.device), lengths)[None],
-        "global_input_ids": torch.full((1, count), config.global_token_id, device=ids.device),
-        "global_breakpoints": torch.ones(1, count, dtype=torch.long, device=ids.device),
-    }
 
 
 class EtcForSequenceClassification(EtcPreTrainedModel):
@@ -627,13 +589,23 @@ class EtcForSequenceClassification(EtcPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     @takes_encoder_inputs("labels")
-    def forward(self, labels=None, return_dict=None, **inputs):
-        encoded = _encode(self, inputs)
+    def forward(self, inputs, labels=None, **kwargs):
+        encoded = self.etc(**inputs, return_dict=True)
         pooled = torch.tanh(self.dense(self.dropout(encoded.global_last_hidden_state[:, 0])))
         logits = self.classifier(self.dropout(pooled))
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return _head_output(SequenceClassifierOutput, encoded, return_dict, self.config, loss=loss, logits=logits)
+        loss = None
+        if labels is not None:
+            labels = sequence_labels(self.config, logits, labels)
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+            if (
+                self.config.problem_type != "single_label_classification"
+                and kwargs.get("num_items_in_batch") is not None
+            ):
+                # MSE/BCE are means per batch: scale to this batch's share, as the cross-entropy is
+                loss = loss * labels.numel() / kwargs["num_items_in_batch"]
+        return _head_output(SequenceClassifierOutput, encoded, loss=loss, logits=logits)
 
 
 class EtcForTokenClassification(EtcPreTrainedModel):
@@ -646,13 +618,14 @@ class EtcForTokenClassification(EtcPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     @takes_encoder_inputs("labels")
-    def forward(self, labels=None, return_dict=None, **inputs):
+    def forward(self, inputs, labels=None, **kwargs):
         """`labels` `[B, n_l]`: one label per long token, -100 where ignored."""
-        encoded = _encode(self, inputs)
+        encoded = self.etc(**inputs, return_dict=True)
         logits = self.classifier(self.dropout(encoded.last_hidden_state))
-        loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1), labels.flatten())
-        return _head_output(TokenClassifierOutput, encoded, return_dict, self.config, loss=loss, logits=logits)
+        loss = None if labels is None else self.loss_function(logits, labels, self.config, **kwargs)
+        return _head_output(TokenClassifierOutput, encoded, loss=loss, logits=logits)
 
 
 @dataclass
@@ -676,16 +649,15 @@ class EtcForQuestionAnswering(EtcPreTrainedModel):
         self.supporting_facts = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
+    @can_return_tuple
     @takes_encoder_inputs("start_positions", "end_positions", "supporting_fact_labels")
-    def forward(
-        self, start_positions=None, end_positions=None, supporting_fact_labels=None, return_dict=None, **inputs
-    ):
+    def forward(self, inputs, start_positions=None, end_positions=None, supporting_fact_labels=None, **kwargs):
         r"""
         start_positions / end_positions (`[B]`): the answer span in long-token positions;
             positions outside the input are ignored.
         supporting_fact_labels (`[B, n_g]`): 1/0 per global token, -100 where not a fact.
         """
-        encoded = _encode(self, inputs)
+        encoded = self.etc(**inputs, return_dict=True)
         logits = self.qa_outputs(encoded.last_hidden_state)
         attention_mask, breakpoints = inputs.get("attention_mask"), inputs.get("long_breakpoints")
         if attention_mask is not None or breakpoints is not None:
@@ -696,23 +668,17 @@ class EtcForQuestionAnswering(EtcPreTrainedModel):
         fact_logits = self.supporting_facts(encoded.global_last_hidden_state).squeeze(-1)
         losses = []
         if start_positions is not None and end_positions is not None:
-            ignored = start_logits.shape[1]
-            loss_fct = CrossEntropyLoss(ignore_index=ignored)
-            start = start_positions.reshape(-1).clamp(0, ignored)
-            end = end_positions.reshape(-1).clamp(0, ignored)
-            losses.append((loss_fct(start_logits, start) + loss_fct(end_logits, end)) / 2)
+            start, end = start_positions.reshape(-1), end_positions.reshape(-1)
+            losses.append(self.loss_function(start_logits, end_logits, start, end, **kwargs))
         if supporting_fact_labels is not None:
             labelled = supporting_fact_labels != -100
             if bool(labelled.any()):
-                losses.append(
-                    BCEWithLogitsLoss()(fact_logits[labelled], supporting_fact_labels[labelled].to(fact_logits.dtype))
-                )
+                facts = supporting_fact_labels[labelled].to(fact_logits.dtype)
+                losses.append(F.binary_cross_entropy_with_logits(fact_logits[labelled], facts))
         loss = sum(losses) / len(losses) if losses else None
         return _head_output(
             EtcQuestionAnsweringOutput,
             encoded,
-            return_dict,
-            self.config,
             loss=loss,
             start_logits=start_logits,
             end_logits=end_logits,
