@@ -151,7 +151,7 @@ def worker(args) -> None:
 
         def step():
             with torch.no_grad():
-                model(**inputs).last_hidden_state
+                model(**inputs)
     else:
         model.train()
 
@@ -255,7 +255,7 @@ def run_one(args, model: str, length: int, mode: str, mem_limit_mib: float) -> d
         return dict(base, status=status, wall_s=wall)
     for line in stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     tail = stderr.strip().splitlines()[-3:]
     oom = proc.returncode == -signal.SIGKILL or any(
         s in stderr for s in ("can't allocate memory", "MemoryError", "out of memory")
@@ -266,14 +266,14 @@ def run_one(args, model: str, length: int, mode: str, mem_limit_mib: float) -> d
 
 def predicted_skip(args, results: dict, model: str, length: int, mode: str) -> str | None:
     """A reason to skip this run, or None."""
-    earlier = [(l, r) for (m, l, md), r in results.items() if m == model and md == mode and l < length]
-    for l, r in earlier:
+    earlier = [(n, r) for (m, n, md), r in results.items() if m == model and md == mode and n < length]
+    for n, r in earlier:
         if r["status"] != "ok" and not r["status"].startswith("skipped: predicted"):
             short = "OOM" if r["status"].startswith("OOM") else r["status"].replace("skipped: ", "")
-            return f"skipped: {short} at {l}"
+            return f"skipped: {short} at {n}"
     if args.no_skip or (model, mode) not in PREDICT_SKIP:
         return None
-    ok = [(l, r) for l, r in earlier if r["status"] == "ok"]
+    ok = [(n, r) for n, r in earlier if r["status"] == "ok"]
     if not ok:
         return None
     l0, r0 = max(ok, key=lambda x: x[0])
@@ -368,7 +368,7 @@ def fmt_ratio(x: float | None) -> str:
 
 
 def report(args, results: dict, env_lines: list[str]) -> str:
-    g = lambda m, l, md: results.get((m, l, md))  # noqa: E731
+    g = lambda m, n, md: results.get((m, n, md))  # noqa: E731
     lines = ["# Encoder benchmark (CPU)", "", *env_lines, ""]
     header = [
         "length", "model", "fwd s", "train s", "fwd peak MiB", "train peak MiB",
@@ -409,7 +409,7 @@ def report(args, results: dict, env_lines: list[str]) -> str:
 
 
 def summary(results: dict) -> list[str]:
-    g = lambda m, l, md: results.get((m, l, md))  # noqa: E731
+    g = lambda m, n, md: results.get((m, n, md))  # noqa: E731
     out = []
 
     def target(label: str, value: float | None, op: str, bound: float, fmt: str = "{:.2f}") -> None:
@@ -475,8 +475,12 @@ def parse_args():
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each worker")
     p.add_argument("--etc-globals", type=int, default=150, help="global tokens of the etc model at every length")
     p.add_argument("--longbird-backend", default="auto", help="longbird attention_backend (auto/gather/dense/flex)")
-    p.add_argument("--floor-drop-qk", dest="floor_keep_qk", action="store_false",
-                   help="floor: drop the q/k projections from the backward (default keeps them, zero gradient)")  # fmt: skip
+    p.add_argument(
+        "--floor-drop-qk",
+        dest="floor_keep_qk",
+        action="store_false",
+        help="floor: drop the q/k projections from the backward (default keeps them, zero gradient)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "encoders.md")
     # worker-only
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -487,7 +491,7 @@ def parse_args():
     bad = [m for m in args.models if m not in MODELS]
     if bad:
         p.error(f"unknown models {bad}; choose from {MODELS}")
-    if any(l > MAX_POS or l % 256 for l in args.lengths):
+    if any(n > MAX_POS or n % 256 for n in args.lengths):
         p.error(f"lengths must be multiples of 256 and <= {MAX_POS}")
     return args
 

@@ -117,7 +117,7 @@ def run(args, folder: Path, model: str, mode: str) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"{model} {mode} failed:\n{proc.stderr[-2000:]}")
 
 

@@ -146,8 +146,21 @@ class LocalHub:
     def _model_info(self, repo_id: str, revision: str) -> tuple:
         repo = self._repo(repo_id, revision)
         siblings = [{"rfilename": path} for path in sorted(repo.files)]
-        return 200, {}, {"id": repo_id, "modelId": repo_id, "author": repo_id.split("/")[0], "sha": repo.sha,
-                         "private": False, "disabled": False, "gated": False, "tags": [], "siblings": siblings}
+        return (
+            200,
+            {},
+            {
+                "id": repo_id,
+                "modelId": repo_id,
+                "author": repo_id.split("/")[0],
+                "sha": repo.sha,
+                "private": False,
+                "disabled": False,
+                "gated": False,
+                "tags": [],
+                "siblings": siblings,
+            },
+        )
 
     def _tree(self, repo_id: str, revision: str, folder: str, recursive: bool) -> tuple:
         repo = self._repo(repo_id, revision)
@@ -156,7 +169,7 @@ class LocalHub:
         for path, data in sorted(repo.files.items()):
             if not path.startswith(prefix):
                 continue
-            head, _, tail = path[len(prefix):].partition("/")
+            head, _, tail = path[len(prefix) :].partition("/")
             if tail and not recursive:
                 folders.add(prefix + head)
                 continue
@@ -169,8 +182,12 @@ class LocalHub:
     def _preupload(self, repo_id: str, revision: str, payload: dict) -> tuple:
         repo = self._repo(repo_id, revision)
         files = [
-            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-             "oid": git_blob_sha1(repo.files[f["path"]]) if f["path"] in repo.files else None}
+            {
+                "path": f["path"],
+                "uploadMode": "regular",
+                "shouldIgnore": False,
+                "oid": git_blob_sha1(repo.files[f["path"]]) if f["path"] in repo.files else None,
+            }
             for f in payload["files"]
         ]
         return 200, {}, {"files": files, "commitOid": repo.sha}
@@ -205,8 +222,16 @@ class LocalHub:
         repo.files = files
         repo.sha = hashlib.sha1(repo.sha.encode() + body).hexdigest()
         repo.commits.append(summary)
-        return 200, {}, {"commitUrl": f"{self.url}/{repo_id}/commit/{repo.sha}", "commitOid": repo.sha,
-                         "pullRequestUrl": None, "success": True}
+        return (
+            200,
+            {},
+            {
+                "commitUrl": f"{self.url}/{repo_id}/commit/{repo.sha}",
+                "commitOid": repo.sha,
+                "pullRequestUrl": None,
+                "success": True,
+            },
+        )
 
     def _resolve(self, repo_id: str, revision: str, path: str) -> tuple:
         repo = self._repo(repo_id, revision)

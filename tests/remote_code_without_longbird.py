@@ -61,13 +61,19 @@ def code_files(folder: Path) -> list[str]:
 def identical(a: Path, b: Path) -> list[str]:
     """Files that differ between two folders (names present in only one count too)."""
     names = sorted({p.name for p in a.iterdir() if p.is_file()} | {p.name for p in b.iterdir() if p.is_file()})
-    return [n for n in names if not ((a / n).is_file() and (b / n).is_file() and filecmp.cmp(a / n, b / n, shallow=False))]
+    return [
+        n for n in names if not ((a / n).is_file() and (b / n).is_file() and filecmp.cmp(a / n, b / n, shallow=False))
+    ]
 
 
 # -- datasets: a few tiny examples per task, lists of dicts as Trainer takes them -----------------
 
-TEXTS = ["The river Nile flows north through Egypt.", "Paris is the capital of France.",
-         "Long documents need sparse attention.", "Birds fly south in the winter."]
+TEXTS = [
+    "The river Nile flows north through Egypt.",
+    "Paris is the capital of France.",
+    "Long documents need sparse attention.",
+    "Birds fly south in the winter.",
+]
 
 
 def qa_examples(tokenizer, n: int) -> list[dict]:
@@ -75,9 +81,15 @@ def qa_examples(tokenizer, n: int) -> list[dict]:
     for i in range(n):
         enc = tokenizer("Where?", TEXTS[i % 4] * 6, truncation=True, max_length=96, padding="max_length")
         start = 10 + i % 5  # inside the context: BigBird's QA head masks the question
-        rows.append({"input_ids": torch.tensor(enc["input_ids"]), "attention_mask": torch.tensor(enc["attention_mask"]),
-                     "token_type_ids": torch.tensor(enc["token_type_ids"]),
-                     "start_positions": torch.tensor(start), "end_positions": torch.tensor(start + 2)})
+        rows.append(
+            {
+                "input_ids": torch.tensor(enc["input_ids"]),
+                "attention_mask": torch.tensor(enc["attention_mask"]),
+                "token_type_ids": torch.tensor(enc["token_type_ids"]),
+                "start_positions": torch.tensor(start),
+                "end_positions": torch.tensor(start + 2),
+            }
+        )
     return rows
 
 
@@ -85,8 +97,13 @@ def classification_examples(tokenizer, n: int, num_labels: int) -> list[dict]:
     rows = []
     for i in range(n):
         enc = tokenizer(TEXTS[i % 4] * 6, truncation=True, max_length=96, padding="max_length")
-        rows.append({"input_ids": torch.tensor(enc["input_ids"]), "attention_mask": torch.tensor(enc["attention_mask"]),
-                     "labels": torch.tensor(i % num_labels)})
+        rows.append(
+            {
+                "input_ids": torch.tensor(enc["input_ids"]),
+                "attention_mask": torch.tensor(enc["attention_mask"]),
+                "labels": torch.tensor(i % num_labels),
+            }
+        )
     return rows
 
 
@@ -94,8 +111,13 @@ def summarization_examples(tokenizer, n: int) -> list[dict]:
     rows = []
     for i in range(n):
         source = tokenizer(" ".join(TEXTS[j % 4] for j in range(i, i + 6)), truncation=True, max_length=96)
-        rows.append({"input_ids": source["input_ids"], "attention_mask": source["attention_mask"],
-                     "labels": tokenizer(TEXTS[i % 4])["input_ids"]})
+        rows.append(
+            {
+                "input_ids": source["input_ids"],
+                "attention_mask": source["attention_mask"],
+                "labels": tokenizer(TEXTS[i % 4])["input_ids"],
+            }
+        )
     return rows
 
 
@@ -114,9 +136,20 @@ def finetune(case: dict) -> dict:
     model = load(auto, folder)
     model.train()
     output_dir = OUT / name
-    common = dict(output_dir=str(output_dir), max_steps=3, save_strategy="steps", save_steps=2,
-                  per_device_train_batch_size=2, per_device_eval_batch_size=4, learning_rate=5e-3, use_cpu=True,
-                  report_to="none", logging_strategy="no", disable_tqdm=True, seed=0)
+    common = dict(
+        output_dir=str(output_dir),
+        max_steps=3,
+        save_strategy="steps",
+        save_steps=2,
+        per_device_train_batch_size=2,
+        per_device_eval_batch_size=4,
+        learning_rate=5e-3,
+        use_cpu=True,
+        report_to="none",
+        logging_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
     if task == "summarization":
         rows = summarization_examples(tokenizer, 8)
         rouge = evaluate.load(str(Path(spec["metrics"]) / "rouge"))  # as run_summarization.py does with "rouge"
@@ -124,16 +157,24 @@ def finetune(case: dict) -> dict:
         def compute_metrics(prediction):
             predictions = np.where(prediction.predictions < 0, tokenizer.pad_token_id, prediction.predictions)
             labels = np.where(prediction.label_ids < 0, tokenizer.pad_token_id, prediction.label_ids)
-            return rouge.compute(predictions=tokenizer.batch_decode(predictions, skip_special_tokens=True),
-                                 references=tokenizer.batch_decode(labels, skip_special_tokens=True))
+            return rouge.compute(
+                predictions=tokenizer.batch_decode(predictions, skip_special_tokens=True),
+                references=tokenizer.batch_decode(labels, skip_special_tokens=True),
+            )
 
         args = transformers.Seq2SeqTrainingArguments(**common, predict_with_generate=True, generation_max_length=6)
         trainer = transformers.Seq2SeqTrainer(
-            model=model, args=args, train_dataset=rows, eval_dataset=rows[:4], processing_class=tokenizer,
-            data_collator=DataCollatorForSeq2Seq(tokenizer, model=model), compute_metrics=compute_metrics,
+            model=model,
+            args=args,
+            train_dataset=rows,
+            eval_dataset=rows[:4],
+            processing_class=tokenizer,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
+            compute_metrics=compute_metrics,
         )
-        probe_inputs = dict(tokenizer.pad([{k: r[k] for k in ("input_ids", "attention_mask")} for r in rows[:2]],
-                                          return_tensors="pt"))
+        probe_inputs = dict(
+            tokenizer.pad([{k: r[k] for k in ("input_ids", "attention_mask")} for r in rows[:2]], return_tensors="pt")
+        )
         probe_inputs["decoder_input_ids"] = torch.tensor([[model.config.decoder_start_token_id, 7, 8, 9]] * 2)
     else:
         if task == "question-answering":
@@ -148,12 +189,20 @@ def finetune(case: dict) -> dict:
             metric = evaluate.load(str(Path(spec["metrics"]) / "classification"))
 
             def compute_metrics(prediction):
-                logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+                logits = (
+                    prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+                )
                 return metric.compute(predictions=np.argmax(logits, axis=1), references=prediction.label_ids)
 
         args = transformers.TrainingArguments(**common)
-        trainer = transformers.Trainer(model=model, args=args, train_dataset=rows, eval_dataset=rows[:4],
-                                       processing_class=tokenizer, compute_metrics=compute_metrics)
+        trainer = transformers.Trainer(
+            model=model,
+            args=args,
+            train_dataset=rows,
+            eval_dataset=rows[:4],
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics,
+        )
         probe_inputs = probe(rows, keys)
     before = outputs(model, probe_inputs)
     model.train()
@@ -167,9 +216,14 @@ def finetune(case: dict) -> dict:
     same_outputs(load(auto, output_dir / "checkpoint-3"), probe_inputs, expected, f"{name}: reloaded checkpoint-3")
     middle = outputs(load(auto, output_dir / "checkpoint-2"), probe_inputs)
     torch.save({"inputs": probe_inputs, "outputs": expected}, output_dir / "probe.pt")
-    result = {"metrics": metrics, "trained": changed, "code": code_files(output_dir),
-              "checkpoint_code": code_files(output_dir / "checkpoint-2"), "module": type(trainer.model).__module__,
-              "checkpoint_2_differs": any(not torch.equal(middle[k], expected[k]) for k in expected)}
+    result = {
+        "metrics": metrics,
+        "trained": changed,
+        "code": code_files(output_dir),
+        "checkpoint_code": code_files(output_dir / "checkpoint-2"),
+        "module": type(trainer.model).__module__,
+        "checkpoint_2_differs": any(not torch.equal(middle[k], expected[k]) for k in expected),
+    }
     if case.get("push"):
         result["push"] = push(case["push"], auto, trainer.model, tokenizer, probe_inputs, expected, output_dir)
     return result
@@ -183,8 +237,12 @@ def push(repo_id: str, auto: str, model, tokenizer, probe_inputs: dict, expected
     same_outputs(from_hub, probe_inputs, expected, f"{repo_id}: loaded from the Hub endpoint")
     again = OUT / "from-hub-saved"
     from_hub.save_pretrained(again)  # its code came from the Hub download in the module cache
-    return {"module": type(from_hub).__module__, "differ_from_local_save": [
-        n for n in identical(saved, again) if n.endswith(".py") or n in ("config.json", "model.safetensors")]}
+    return {
+        "module": type(from_hub).__module__,
+        "differ_from_local_save": [
+            n for n in identical(saved, again) if n.endswith(".py") or n in ("config.json", "model.safetensors")
+        ],
+    }
 
 
 def head_round_trip(case: dict) -> dict:
@@ -200,8 +258,12 @@ def head_round_trip(case: dict) -> dict:
     same_outputs(second, io["inputs"], io["outputs"], f"{name}: saved through remote code once")
     second.save_pretrained(b)
     same_outputs(load(auto, b), io["inputs"], io["outputs"], f"{name}: saved through remote code twice")
-    return {"differ": identical(a, b), "code_differ_from_package": [n for n in identical(folder, a) if n.endswith(".py")],
-            "code": code_files(b), "modules": [type(first).__module__, type(second).__module__]}
+    return {
+        "differ": identical(a, b),
+        "code_differ_from_package": [n for n in identical(folder, a) if n.endswith(".py")],
+        "code": code_files(b),
+        "modules": [type(first).__module__, type(second).__module__],
+    }
 
 
 for run, cases in ((finetune, spec["finetune"]), (head_round_trip, spec["heads"])):

@@ -108,8 +108,10 @@ def test_gather_equals_dense_forward_and_gradients(case):
     mask = valid_queries(case)
     weight = torch.randn(*g.key_blocks.shape[:2], g.seq_len, case["head_dim"], dtype=torch.float64).to(dtype)
     results = {}
-    for name, fn in (("gather", lambda q, k, v: gather_attention(q, k, v, g, scale)),
-                     ("dense", lambda q, k, v: dense_attention(q, k, v, g, scale)[0])):
+    for name, fn in (
+        ("gather", lambda q, k, v: gather_attention(q, k, v, g, scale)),
+        ("dense", lambda q, k, v: dense_attention(q, k, v, g, scale)[0]),
+    ):
         q, k, v = qkv(case, requires_grad=True)
         out = fn(q, k, v)
         assert torch.isfinite(out).all(), name
@@ -117,7 +119,7 @@ def test_gather_equals_dense_forward_and_gradients(case):
         results[name] = (out.detach() * mask, q.grad, k.grad, v.grad)
     tol = TOL[dtype]
     for what, a, b in zip(("out", "dq", "dk", "dv"), results["gather"], results["dense"]):
-        torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=lambda m: f"{what}: {m}")
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=lambda m, what=what: f"{what}: {m}")
 
 
 @settings(max_examples=12, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -230,7 +232,9 @@ def test_repeated_block_counts_twice():
     """Hand-made graph: query block 2 lists key block 1 in two slots (and block 3 once)."""
     bs, nb, heads, d = 4, 4, 1, 8
     key_blocks = torch.tensor([[[[0, 0, 0], [0, 0, 0], [1, 1, 3], [0, 0, 0]]]])
-    slot_valid = torch.tensor([[[[True, False, False], [True, False, False], [True, True, True], [True, False, False]]]])
+    slot_valid = torch.tensor(
+        [[[[True, False, False], [True, False, False], [True, True, True], [True, False, False]]]]
+    )
     g = BlockGraph(bs, nb, key_blocks, slot_valid, torch.tensor([[0]]), torch.ones(1, nb * bs, dtype=torch.bool))
     counts = g.block_counts()
     assert counts[0, 0, 2].tolist() == [0.0, 2.0, 0.0, 1.0]
@@ -323,7 +327,9 @@ def _hf_plan(attn, seq_len: int) -> np.ndarray:
 def test_reference_plan_equals_transformers(block_size, r, heads, max_pos, seq_len, layer):
     attn = _hf_attention(block_size, heads, r, max_pos, layer)
     expected = _hf_plan(attn, seq_len)
-    pattern = SparsePattern(block_size=block_size, num_heads=heads, num_random_blocks=r, max_position_embeddings=max_pos)
+    pattern = SparsePattern(
+        block_size=block_size, num_heads=heads, num_random_blocks=r, max_position_embeddings=max_pos
+    )
     nb = seq_len // block_size
     ours = reference_random_plan(pattern, nb, seed=layer)
     assert ours.shape == (heads, nb, r)
@@ -366,7 +372,9 @@ def test_reference_graph_multiplicities_equal_transformers(block_size, max_pos, 
     heads, r, layer = 4, 3, 1
     attn = _hf_attention(block_size, heads, r, max_pos, layer)
     expected = _transformers_block_counts(_hf_plan(attn, seq_len), seq_len // block_size)
-    pattern = SparsePattern(block_size=block_size, num_heads=heads, num_random_blocks=r, max_position_embeddings=max_pos)
+    pattern = SparsePattern(
+        block_size=block_size, num_heads=heads, num_random_blocks=r, max_position_embeddings=max_pos
+    )
     nb = seq_len // block_size
     g = build_block_graph(pattern, layer, nb, [nb], [(0, nb - 1)], torch.ones(1, seq_len, dtype=torch.bool), True)
     if seq_len == 1024 and max_pos > seq_len:  # the case that matters: some random block is the last (global) block
@@ -400,8 +408,9 @@ def test_plans_do_not_touch_global_rng(tiny_kwargs):
         for nb in (20, 128):
             reference_random_plan(pattern, nb, seed=1)
             uniform_random_plan(pattern, nb, (0, nb - 1), seed=1)
-            build_block_graph(pattern, 2, nb, [nb, nb - 3], [(0, nb - 1), (0, nb - 4)],
-                              torch.ones(2, nb * 8, dtype=torch.bool), True)
+            build_block_graph(
+                pattern, 2, nb, [nb, nb - 3], [(0, nb - 1), (0, nb - 4)], torch.ones(2, nb * 8, dtype=torch.bool), True
+            )
     for model in models:
         out = model(ids, attention_mask=mask).last_hidden_state
         out.sum().backward()
@@ -456,7 +465,9 @@ def test_reference_plan_narrow_window_short_input(num_blocks):
     seed=st.integers(0, 10),
 )
 def test_uniform_plan_excludes_window_and_globals(nb, window, r, heads, extra, seed):
-    pattern = SparsePattern(block_size=4, num_heads=heads, window_blocks=window, num_random_blocks=r, random_plan="uniform")
+    pattern = SparsePattern(
+        block_size=4, num_heads=heads, window_blocks=window, num_random_blocks=r, random_plan="uniform"
+    )
     globals_ = tuple(sorted({0} | {b for b in extra if b < nb}))
     plan, valid = uniform_random_plan(pattern, nb, globals_, seed)
     assert plan.shape == valid.shape == (heads, nb, r)

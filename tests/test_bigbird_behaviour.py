@@ -274,7 +274,9 @@ def test_gradient_checkpointing_same_gradients(tiny_kwargs, overrides):
             model.gradient_checkpointing_enable()
         count = [0]
         # a module inside the layer (the layer's own hooks stay outside the checkpoint)
-        model.encoder.layer[0].intermediate.register_forward_hook(lambda *a: count.__setitem__(0, count[0] + 1))
+        model.encoder.layer[0].intermediate.register_forward_hook(
+            lambda *a, count=count: count.__setitem__(0, count[0] + 1)
+        )
         out = model(batch_ids, attention_mask=mask)
         (out.last_hidden_state * torch.linspace(-1, 1, 32)).sum().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})

@@ -15,8 +15,15 @@ TEXTS = [
 
 def config(**overrides):
     values = dict(
-        vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        block_size=4, num_random_blocks=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=200,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        block_size=4,
+        num_random_blocks=0,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
         max_position_embeddings=256,
     )
     return BigBirdConfig(**{**values, **overrides})
@@ -44,7 +51,9 @@ def test_global_input_equals_learned_tokens_with_the_same_embeddings(backend):
     given = BigBirdModel(config(attention_backend=backend)).eval()
     given.load_state_dict(learned.state_dict(), strict=False)
     with torch.no_grad():
-        learned.embeddings.global_token_embeddings.weight.copy_(learned.embeddings.word_embeddings.weight[global_ids[0]])
+        learned.embeddings.global_token_embeddings.weight.copy_(
+            learned.embeddings.word_embeddings.weight[global_ids[0]]
+        )
     ids = torch.randint(10, 200, (1, 60))
     a, b = learned(ids), given(ids, global_input_ids=global_ids)
     torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state)

@@ -129,7 +129,7 @@ def assert_parity(name, ref, got, atol, real, question_len=None):
                 keep[:, 1:question_len] = False  # masked question tokens: -1e6 vs finfo.min
                 assert (a[:, 1:question_len] < -1e5).all() and (b[:, 1:question_len] < -1e5).all()
             a, b = a[keep], b[keep]
-        torch.testing.assert_close(b, a, rtol=0, atol=atol, msg=lambda m: f"{name}.{key}: {m}")
+        torch.testing.assert_close(b, a, rtol=0, atol=atol, msg=lambda m, key=key: f"{name}.{key}: {m}")
     if ref.get("loss") is not None or got.get("loss") is not None:
         assert ref.loss is not None and got.loss is not None
         torch.testing.assert_close(got.loss, ref.loss, rtol=0, atol=atol, msg=lambda m: f"{name}.loss: {m}")
@@ -164,7 +164,7 @@ def test_loads_transformers_checkpoint_without_missing_or_unexpected_keys(name, 
     hf_state, our_state = hf.state_dict(), ours.state_dict()
     for key, value in hf_state.items():
         assert key in our_state, key
-        torch.testing.assert_close(our_state[key], value, rtol=0, atol=0, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(our_state[key], value, rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def assert_outputs_close(name, ref, got, atol, rows=slice(None)):
     for key in OUTPUT_KEYS[name]:
         a, b = getattr(ref, key)[rows], getattr(got, key)[rows]
         assert a.shape == b.shape, key
-        torch.testing.assert_close(b, a, rtol=0, atol=atol, msg=lambda m: f"{name}.{key}: {m}")
+        torch.testing.assert_close(b, a, rtol=0, atol=atol, msg=lambda m, key=key: f"{name}.{key}: {m}")
     if ref.get("loss") is not None or got.get("loss") is not None:
         assert ref.loss is not None and got.loss is not None
         torch.testing.assert_close(got.loss, ref.loss, rtol=0, atol=atol, msg=lambda m: f"{name}.loss: {m}")
@@ -175,7 +175,7 @@ def assert_grads_close(ref_grads, got_grads, atol, rtol):
         if a is None:
             continue
         with_grad += 1
-        torch.testing.assert_close(b, a, rtol=rtol, atol=atol, msg=lambda m: f"grad of {key}: {m}")
+        torch.testing.assert_close(b, a, rtol=rtol, atol=atol, msg=lambda m, key=key: f"grad of {key}: {m}")
     assert with_grad >= len(ref_grads) - 1, "almost every parameter must get a gradient"
 
 
@@ -254,7 +254,9 @@ def test_auto_classes_and_safetensors_round_trip(name, tmp_path):
     assert type(loaded) is getattr(longbird, name)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     for key, value in model.state_dict().items():
-        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(
+            loaded.state_dict()[key], value, rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}"
+        )
     kwargs, _ = make_inputs(name, 2, 100, seed=1)
     with torch.no_grad():
         a, b = model(**kwargs), loaded.eval()(**kwargs)
@@ -278,7 +280,7 @@ def test_loads_transformers_checkpoint_without_missing_or_unexpected_keys(name, 
     hf_state, our_state = hf.state_dict(), ours.state_dict()
     assert set(hf_state) == set(our_state)
     for key, value in hf_state.items():
-        torch.testing.assert_close(our_state[key], value, rtol=0, atol=0, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(our_state[key], value, rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")
     # one token table: encoder, decoder (and the LM head) share it, as in the reference
     base = ours.model if hasattr(ours, "model") else ours
     assert base.encoder.embed_tokens.weight is base.shared.weight
@@ -304,7 +306,7 @@ def test_conditional_generation_folder_loads_into_every_head_like_transformers(n
     for key, value in ours.state_dict().items():
         key = key.removeprefix("model.")
         if key in hf_state:
-            torch.testing.assert_close(value, hf_state[key], rtol=0, atol=0, msg=lambda m: f"{key}: {m}")
+            torch.testing.assert_close(value, hf_state[key], rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,7 +616,7 @@ def test_gradient_checkpointing_same_loss_and_gradients():
             model.gradient_checkpointing_enable()
             assert model.is_gradient_checkpointing
         calls = []  # transformers 5.x checkpoints `forward` itself: count a submodule's calls
-        hook = model.model.encoder.layers[0].fc1.register_forward_hook(lambda *args: calls.append(1))
+        hook = model.model.encoder.layers[0].fc1.register_forward_hook(lambda *args, calls=calls: calls.append(1))
         out, grads = forward_backward(model, name, kwargs, train=True)
         hook.remove()
         # checkpointing re-runs the encoder layer's forward in backward
@@ -909,7 +911,7 @@ def test_padding_never_changes_real_positions(attention_type, train):
                 alone.encoder_last_hidden_state[0],
                 rtol=0,
                 atol=1e-5,
-                msg=lambda m: f"padded to {total}: {m}",
+                msg=lambda m, total=total: f"padded to {total}: {m}",
             )
             torch.testing.assert_close(batch.logits[0], alone.logits[0], rtol=0, atol=1e-5)
 

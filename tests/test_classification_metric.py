@@ -29,8 +29,9 @@ def test_class_ids_as_evaluate_accuracy_and_f1_take_them(single):
     # python lists of ints, multi-class (macro F1 by default, `average` as in evaluate's f1)
     predictions, references = [0, 2, 1, 2, 0, 1], [0, 2, 2, 2, 1, 1]
     result = single.compute(predictions=predictions, references=references)
-    assert result == pytest.approx({"accuracy": accuracy_score(references, predictions),
-                                    "f1": f1_score(references, predictions, average="macro")})
+    assert result == pytest.approx(
+        {"accuracy": accuracy_score(references, predictions), "f1": f1_score(references, predictions, average="macro")}
+    )
     weighted = single.compute(predictions=predictions, references=references, average="weighted")
     assert weighted["f1"] == pytest.approx(f1_score(references, predictions, average="weighted"))
 
@@ -43,17 +44,25 @@ def test_class_ids_with_prediction_scores_give_auroc(single):
     rng = np.random.default_rng(0)
     probabilities = rng.dirichlet(np.ones(3), size=12)
     references = np.arange(12) % 3
-    result = single.compute(predictions=probabilities.argmax(-1), references=references,
-                            prediction_scores=probabilities, scores_are_probabilities=True)
+    result = single.compute(
+        predictions=probabilities.argmax(-1),
+        references=references,
+        prediction_scores=probabilities,
+        scores_are_probabilities=True,
+    )
     assert result["auroc"] == pytest.approx(roc_auc_score(references, probabilities, multi_class="ovr"))
 
 
 def test_scores_as_predictions_keep_working(single):
     """What the recipes pass: one row of logits per example."""
     result = single.compute(predictions=SCORES, references=LABELS)
-    assert result == pytest.approx({"accuracy": accuracy_score(LABELS, SCORES.argmax(-1)),
-                                    "f1": f1_score(LABELS, SCORES.argmax(-1)),
-                                    "auroc": roc_auc_score(LABELS, SCORES[:, 1])})
+    assert result == pytest.approx(
+        {
+            "accuracy": accuracy_score(LABELS, SCORES.argmax(-1)),
+            "f1": f1_score(LABELS, SCORES.argmax(-1)),
+            "auroc": roc_auc_score(LABELS, SCORES[:, 1]),
+        }
+    )
 
 
 def test_multi_hot_decisions_as_run_classification_passes_them(multi):
@@ -61,8 +70,9 @@ def test_multi_hot_decisions_as_run_classification_passes_them(multi):
     logits = np.array([[2.0, -1.0, 0.5], [-1.0, 0.5, 0.3], [0.3, -0.2, -1.0], [-2.0, -1.0, 1.5]])
     decisions = np.where(logits > 0, 1, 0)  # what run_classification.py computes from the logits
     result = multi.compute(predictions=decisions, references=references, average="micro")
-    assert result == pytest.approx({"accuracy": (decisions == references).mean(),
-                                    "f1": f1_score(references, decisions, average="micro")})
+    assert result == pytest.approx(
+        {"accuracy": (decisions == references).mean(), "f1": f1_score(references, decisions, average="micro")}
+    )
     macro = multi.compute(predictions=decisions, references=references, average="macro")
     assert macro["f1"] == pytest.approx(f1_score(references, decisions, average="macro"))
     # the same logits as scores: the same decisions, and AUROC over the labels with both classes

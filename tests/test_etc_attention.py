@@ -96,7 +96,12 @@ def test_long_side_executors_equal_the_direct_definition(n, m, radius, seed):
     expected, visible = reference_long_side(q, k, v, kg, vg, graph, rel, scale)
     for backend in ("dense", "blocked"):
         out, _ = global_local_attention(q, k, v, kg, vg, graph, scale, rel, backend=backend)
-        torch.testing.assert_close(out[visible.unsqueeze(1).expand_as(out[..., 0])], expected[visible.unsqueeze(1).expand_as(out[..., 0])], atol=1e-10, rtol=1e-9)
+        torch.testing.assert_close(
+            out[visible.unsqueeze(1).expand_as(out[..., 0])],
+            expected[visible.unsqueeze(1).expand_as(out[..., 0])],
+            atol=1e-10,
+            rtol=1e-9,
+        )
 
 
 @pytest.mark.parametrize("n,radius", [(37, 4), (64, 7), (5, 9)])
@@ -145,8 +150,11 @@ def test_full_radius_without_relative_ids_is_standard_attention_over_the_concate
     q, k, v, qg, kg, vg, _ = tensors(b, h, n, m, d, 1, gen)
     ones = torch.ones
     graph = GlobalLocalGraph(
-        radius=n, l2l_mask=ones(b, n, 2 * n + 1, dtype=torch.bool), g2g_mask=ones(b, m, m, dtype=torch.bool),
-        l2g_mask=ones(b, n, m, dtype=torch.bool), g2l_mask=ones(b, m, n, dtype=torch.bool),
+        radius=n,
+        l2l_mask=ones(b, n, 2 * n + 1, dtype=torch.bool),
+        g2g_mask=ones(b, m, m, dtype=torch.bool),
+        l2g_mask=ones(b, n, m, dtype=torch.bool),
+        g2l_mask=ones(b, m, n, dtype=torch.bool),
     )
     keys, values = torch.cat([k, kg], 2), torch.cat([v, vg], 2)
     for backend in ("dense", "blocked"):
@@ -164,8 +172,13 @@ def test_blocked_path_memory_is_linear_in_the_long_length():
     q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
     kg, vg = (torch.randn(b, h, m, d, generator=gen) for _ in range(2))
     graph = build_global_local_graph(
-        torch.ones(b, n, dtype=torch.long), torch.ones(b, m, dtype=torch.long),
-        torch.arange(n).unsqueeze(0) * m // n, r, 3, True, False,
+        torch.ones(b, n, dtype=torch.long),
+        torch.ones(b, m, dtype=torch.long),
+        torch.arange(n).unsqueeze(0) * m // n,
+        r,
+        3,
+        True,
+        False,
     )
     # `auto` must pick the blocked path here: a dense [n, n] float32 score matrix alone is 16 GiB
     out, _ = global_local_attention(q, k, v, kg, vg, graph, 0.5, None, backend="auto")

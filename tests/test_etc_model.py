@@ -1035,14 +1035,9 @@ def bad_inputs():
     }
 
 
-
-
 @pytest.mark.parametrize(
     "case",
-    [
-        c
-        for c in bad_inputs()
-    ],
+    [c for c in bad_inputs()],
 )
 def test_bad_inputs_raise_naming_the_argument(case):
     inputs, name = bad_inputs()[case]

@@ -19,15 +19,19 @@ import pytest
 import torch
 import transformers
 import transformers.utils.hub
+from hub_server import LocalHub
 from huggingface_hub import ModelCard, ModelCardData, constants
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import longbird
-from hub_server import LocalHub
 from longbird.tokenization import train_tokenizer
 
-TEXTS = ["The river Nile flows north through Egypt.", "Paris is the capital of France.", "Long documents need sparse attention."]
+TEXTS = [
+    "The river Nile flows north through Egypt.",
+    "Paris is the capital of France.",
+    "Long documents need sparse attention.",
+]
 REAL_HUB_TOKEN = os.environ.get("LONGBIRD_HUB_TOKEN")
 
 #: runs in a fresh process where longbird cannot be imported: the model comes from the repo's code
@@ -58,8 +62,13 @@ def use_endpoint(monkeypatch, tmp_path, endpoint: str, token: str) -> None:
     HF_MODULES_CACHE needs no patch here.)
     """
     home = tmp_path / "hf_home"
-    env = {"HF_ENDPOINT": endpoint, "HF_TOKEN": token, "HF_HOME": home, "HF_HUB_CACHE": home / "hub",
-           "HF_MODULES_CACHE": tmp_path / "hf_modules"}
+    env = {
+        "HF_ENDPOINT": endpoint,
+        "HF_TOKEN": token,
+        "HF_HOME": home,
+        "HF_HUB_CACHE": home / "hub",
+        "HF_MODULES_CACHE": tmp_path / "hf_modules",
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, str(value))
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN"):
@@ -69,7 +78,7 @@ def use_endpoint(monkeypatch, tmp_path, endpoint: str, token: str) -> None:
     old_home = constants.HF_HOME
     for name, value in vars(constants).copy().items():
         if isinstance(value, str) and value.startswith(old_home) and not name.startswith("_"):
-            monkeypatch.setattr(constants, name, str(home) + value[len(old_home):])
+            monkeypatch.setattr(constants, name, str(home) + value[len(old_home) :])
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setattr(constants, "HUGGINGFACE_HUB_CACHE", str(home / "hub"))
     monkeypatch.setattr(constants, "ENDPOINT", endpoint)
@@ -92,8 +101,15 @@ def hub(monkeypatch, tmp_path):
 def tiny_model() -> longbird.EtcForSequenceClassification:
     torch.manual_seed(0)
     config = longbird.EtcConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        local_radius=2, relative_pos_max_distance=2, relative_vocab_size=8, num_labels=2,
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        local_radius=2,
+        relative_pos_max_distance=2,
+        relative_vocab_size=8,
+        num_labels=2,
     )
     return longbird.EtcForSequenceClassification(config).eval()
 
@@ -115,7 +131,11 @@ def load_without_longbird(tmp_path, repo_id: str, inputs: dict) -> dict:
     env["TRANSFORMERS_VERBOSITY"] = "error"
     proc = subprocess.run(
         [sys.executable, "-c", LOADER, repo_id, str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
         stdin=subprocess.DEVNULL,  # a trust_remote_code prompt must not wait on a terminal
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -147,11 +167,19 @@ def test_push_to_hub_then_from_pretrained(hub, tmp_path):
     repo = hub.repos["user/tiny-etc"]
     assert repo.commits == ["Upload EtcForSequenceClassification", "Upload tokenizer"]
     # weights, model card, tokenizer and the flat remote code all went up, the weights as a regular file
-    assert {"config.json", "model.safetensors", "README.md", "tokenizer.json", "modeling_longbird_etc.py",
-            "configuration_longbird_etc.py", "remote_code.py"} <= set(repo.files)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "tokenizer.json",
+        "modeling_longbird_etc.py",
+        "configuration_longbird_etc.py",
+        "remote_code.py",
+    } <= set(repo.files)
     # the subprocess got the flat remote code from the endpoint
-    assert any(r.startswith("GET /user/tiny-etc/resolve/") and r.endswith("/modeling_longbird_etc.py")
-               for r in hub.requests)
+    assert any(
+        r.startswith("GET /user/tiny-etc/resolve/") and r.endswith("/modeling_longbird_etc.py") for r in hub.requests
+    )
     # pushing the same model again is a no-op: the preupload oids match, so no empty commit is made
     tiny_model().push_to_hub("user/tiny-etc")
     assert len(repo.commits) == 2
@@ -161,9 +189,17 @@ def test_trainer_push_to_hub(hub, tmp_path):
     model = tiny_model()
     data = [{"input_ids": torch.randint(5, 100, (24,)), "labels": torch.tensor(i % 2)} for i in range(8)]
     args = transformers.TrainingArguments(
-        tmp_path / "out", push_to_hub=True, hub_model_id="user/tiny-etc-trainer", report_to=[], max_steps=2,
-        per_device_train_batch_size=4, learning_rate=1e-2, save_strategy="no", logging_strategy="no",
-        use_cpu=True, disable_tqdm=True,
+        tmp_path / "out",
+        push_to_hub=True,
+        hub_model_id="user/tiny-etc-trainer",
+        report_to=[],
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=data)  # creates the repo
     assert "user/tiny-etc-trainer" in hub.repos
@@ -187,7 +223,8 @@ def test_upload_folder_with_model_card(hub, tmp_path):
     card = ModelCard.from_template(
         ModelCardData(license="apache-2.0", library_name="transformers", tags=["longbird"]),
         template_path=os.path.join(os.path.dirname(__file__), "..", "model_cards", "longbird_etc.md"),
-        model_id="user/tiny-etc-card", local_radius=2,
+        model_id="user/tiny-etc-card",
+        local_radius=2,
     )
     card.save(tmp_path / "folder" / "README.md")
     huggingface_hub.create_repo("user/tiny-etc-card")
@@ -237,16 +274,45 @@ def test_recipe_push_to_hub_keeps_its_model_card(hub, tmp_path):
 
     from longbird.tasks import sequence_classification
 
-    rows = [{"text": t, "label": label} for t, label in [("the match was won", "sport"), ("the vote passed", "politics")] * 8]
+    rows = [
+        {"text": t, "label": label}
+        for t, label in [("the match was won", "sport"), ("the vote passed", "politics")] * 8
+    ]
     data = tmp_path / "train.jsonl"
     data.write_text("".join(f'{{"text": "{r["text"]}", "label": "{r["label"]}"}}\n' for r in rows))
-    metrics = sequence_classification.main([
-        "--train_file", str(data), "--validation_file", str(data), "--train_tokenizer", "wordpiece",
-        "--tokenizer_vocab_size", "60", "--config_overrides", "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,"
-        "intermediate_size=64,block_size=8,max_position_embeddings=128", "--max_seq_length", "64", "--do_train",
-        "--do_eval", "--max_steps", "2", "--output_dir", str(tmp_path / "out"), "--use_cpu", "--report_to", "none",
-        "--save_strategy", "no", "--disable_tqdm", "true", "--push_to_hub", "--hub_model_id", "user/tiny-recipe",
-    ])
+    metrics = sequence_classification.main(
+        [
+            "--train_file",
+            str(data),
+            "--validation_file",
+            str(data),
+            "--train_tokenizer",
+            "wordpiece",
+            "--tokenizer_vocab_size",
+            "60",
+            "--config_overrides",
+            "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,"
+            "intermediate_size=64,block_size=8,max_position_embeddings=128",
+            "--max_seq_length",
+            "64",
+            "--do_train",
+            "--do_eval",
+            "--max_steps",
+            "2",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--use_cpu",
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+            "--disable_tqdm",
+            "true",
+            "--push_to_hub",
+            "--hub_model_id",
+            "user/tiny-recipe",
+        ]
+    )
     repo = hub.repos["user/tiny-recipe"]
     assert {"model.safetensors", "tokenizer.json", "modeling_longbird_bigbird.py"} <= set(repo.files)
     card = ModelCard(repo.files["README.md"].decode())

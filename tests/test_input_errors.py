@@ -37,26 +37,56 @@ MISMATCH = r"vocabulary has 100 tokens.*tokenizer is not the model's"
 
 def bigbird(**overrides) -> BigBirdModel:
     torch.manual_seed(0)
-    kwargs = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                  block_size=8, num_random_blocks=1, max_position_embeddings=256)
+    kwargs = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        block_size=8,
+        num_random_blocks=1,
+        max_position_embeddings=256,
+    )
     return BigBirdModel(BigBirdConfig(**{**kwargs, **overrides})).eval()
 
 
 def etc(**overrides) -> EtcModel:
     torch.manual_seed(0)
-    kwargs = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                  local_radius=3, relative_pos_max_distance=2, relative_vocab_size=8, num_tokens_per_block=4)
+    kwargs = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        local_radius=3,
+        relative_pos_max_distance=2,
+        relative_vocab_size=8,
+        num_tokens_per_block=4,
+    )
     return EtcModel(EtcConfig(**{**kwargs, **overrides})).eval()
 
 
 def pegasus(encoder_type: str) -> BigBirdPegasusModel:
     torch.manual_seed(0)
     config = BigBirdPegasusConfig(
-        vocab_size=VOCAB, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, block_size=8, num_random_blocks=1,
-        max_position_embeddings=256, encoder_type=encoder_type,
-        etc_config={"local_radius": 3, "relative_pos_max_distance": 2, "relative_vocab_size": 8,
-                    "num_tokens_per_block": 4},
+        vocab_size=VOCAB,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        block_size=8,
+        num_random_blocks=1,
+        max_position_embeddings=256,
+        encoder_type=encoder_type,
+        etc_config={
+            "local_radius": 3,
+            "relative_pos_max_distance": 2,
+            "relative_vocab_size": 8,
+            "num_tokens_per_block": 4,
+        },
     )
     return BigBirdPegasusModel(config).eval()
 
@@ -67,8 +97,7 @@ def ids(batch: int = 2, length: int = 96, low: int = 0, high: int = VOCAB) -> to
 
 def sentence_inputs(global_ids: torch.Tensor) -> dict:
     """ETC inputs with a caller-given global input: one global token per 4 long tokens."""
-    return {"input_ids": ids(), "global_input_ids": global_ids,
-            "sentence_ids": (torch.arange(96) // 4).expand(2, 96)}
+    return {"input_ids": ids(), "global_input_ids": global_ids, "sentence_ids": (torch.arange(96) // 4).expand(2, 96)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,8 +208,11 @@ def test_bigbird_attention_mask_other_than_0_1(value, attention_type):
 
 def test_bigbird_global_attention_mask_other_than_0_1():
     with pytest.raises(ValueError, match=r"`global_attention_mask` must hold only 1"):
-        bigbird()(ids(), global_input_ids=torch.ones(2, 3, dtype=torch.long),
-                  global_attention_mask=torch.tensor([[1, 1, 2], [1, 0, 0]]))
+        bigbird()(
+            ids(),
+            global_input_ids=torch.ones(2, 3, dtype=torch.long),
+            global_attention_mask=torch.tensor([[1, 1, 2], [1, 0, 0]]),
+        )
 
 
 @pytest.mark.parametrize("value", BAD_MASK_VALUES)
@@ -216,8 +248,9 @@ def lookups_of(model) -> list:
     return calls
 
 
-@pytest.mark.parametrize("make", [bigbird, etc, lambda: bigbird(attention_type="original_full")],
-                         ids=["bigbird", "etc", "bigbird_full"])
+@pytest.mark.parametrize(
+    "make", [bigbird, etc, lambda: bigbird(attention_type="original_full")], ids=["bigbird", "etc", "bigbird_full"]
+)
 def test_deferred_checks_fail_before_any_embedding_lookup(deferred_checks, make):
     model = make()
     calls = lookups_of(model)
@@ -270,8 +303,11 @@ def test_deferred_checks_give_the_same_outputs(monkeypatch, make):
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     folders = {}
-    for name, model in (("longbird_bigbird", bigbird()), ("longbird_etc", etc()),
-                        ("longbird_bigbird_pegasus", pegasus("bigbird"))):
+    for name, model in (
+        ("longbird_bigbird", bigbird()),
+        ("longbird_etc", etc()),
+        ("longbird_bigbird_pegasus", pegasus("bigbird")),
+    ):
         folders[name] = tmp_path_factory.mktemp(name)
         model.save_pretrained(folders[name])
     return folders
@@ -289,8 +325,11 @@ def saved(tmp_path_factory):
 )
 def test_loading_another_familys_checkpoint_raises(saved, loader, folder, right):
     expected = loader.config_class.model_type
-    with pytest.raises(ValueError, match=rf"holds a {folder} checkpoint, which the {expected} classes cannot load.*"
-                                         rf"longbird\.{right}\b.*AutoModel"):
+    with pytest.raises(
+        ValueError,
+        match=rf"holds a {folder} checkpoint, which the {expected} classes cannot load.*"
+        rf"longbird\.{right}\b.*AutoModel",
+    ):
         loader.from_pretrained(saved[folder])
 
 
@@ -299,9 +338,18 @@ def test_reference_bigbird_folder_still_loads(tmp_path):
     import transformers
 
     torch.manual_seed(0)
-    reference = transformers.BigBirdModel(transformers.BigBirdConfig(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
-        block_size=8, num_random_blocks=1, max_position_embeddings=256))
+    reference = transformers.BigBirdModel(
+        transformers.BigBirdConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=64,
+            block_size=8,
+            num_random_blocks=1,
+            max_position_embeddings=256,
+        )
+    )
     reference.save_pretrained(tmp_path)
     model = BigBirdModel.from_pretrained(tmp_path)
     assert torch.equal(model.embeddings.word_embeddings.weight, reference.embeddings.word_embeddings.weight)
@@ -327,9 +375,24 @@ def run_cli(monkeypatch, capsys, argv: list[str]) -> tuple[int, list[str]]:
 
 
 def train_args(data, tmp_path, *extra) -> list[str]:
-    return ["train", "classification", "--do_train", "--train_file", str(data), "--text_column", "sequence",
-            "--train_tokenizer", "dna", "--tokenizer_vocab_size", "10", "--output_dir", str(tmp_path / "out"),
-            "--report_to", "none", *extra]
+    return [
+        "train",
+        "classification",
+        "--do_train",
+        "--train_file",
+        str(data),
+        "--text_column",
+        "sequence",
+        "--train_tokenizer",
+        "dna",
+        "--tokenizer_vocab_size",
+        "10",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--report_to",
+        "none",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -339,8 +402,11 @@ def train_args(data, tmp_path, *extra) -> list[str]:
         ("missing_train_file", r"--train_file '.*nowhere.csv' does not exist"),
         ("missing_model_folder", r"--model_name_or_path '/nonexistent/ckpt' is not a folder"),
         ("missing_column", r"has no column\(s\) \['promoter'\].*--label_column"),
-        ("misspelt_override", r"--config_overrides: longbird_bigbird configs have no field 'hiden_size' "
-                              r"\(did you mean 'hidden_size'\?\)"),
+        (
+            "misspelt_override",
+            r"--config_overrides: longbird_bigbird configs have no field 'hiden_size' "
+            r"\(did you mean 'hidden_size'\?\)",
+        ),
         ("override_of_wrong_type", r"--config_overrides \"hidden_size='wide'\".*hidden_size.*expected int"),
     ],
 )
@@ -382,7 +448,9 @@ def test_cli_bugs_keep_their_traceback(monkeypatch, capsys):
 def test_cli_process_prints_one_line_without_traceback(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "longbird.cli", "train", "classification", "--do_eval", "--output_dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
@@ -393,8 +461,17 @@ def test_cli_process_prints_one_line_without_traceback(tmp_path):
 def test_convert_cli_missing_checkpoint_is_one_line(tmp_path, capsys):
     from longbird.conversion.cli import main as convert
 
-    code = convert(["etc-tf", "--tf-checkpoint", str(tmp_path / "none" / "model.ckpt"),
-                    "--config", str(tmp_path / "etc_config.json"), "--output", str(tmp_path / "out")])
+    code = convert(
+        [
+            "etc-tf",
+            "--tf-checkpoint",
+            str(tmp_path / "none" / "model.ckpt"),
+            "--config",
+            str(tmp_path / "etc_config.json"),
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("longbird-convert: error: "), err
 
@@ -413,8 +490,12 @@ def test_train_on_cpu_has_no_pin_memory_warning(tmp_path, data):
         _, _, training_args = recipe.parse_args(
             train_args(data, tmp_path, *extra)[2:], sequence_classification.ClassificationDataArguments
         )
-        trainer = Trainer(model=torch.nn.Linear(2, 2), args=training_args, train_dataset=[{"input": [1.0, 2.0]}] * 4,
-                          data_collator=lambda rows: {"input": torch.tensor([r["input"] for r in rows])})
+        trainer = Trainer(
+            model=torch.nn.Linear(2, 2),
+            args=training_args,
+            train_dataset=[{"input": [1.0, 2.0]}] * 4,
+            data_collator=lambda rows: {"input": torch.tensor([r["input"] for r in rows])},
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             next(iter(trainer.get_train_dataloader()))
@@ -423,8 +504,14 @@ def test_train_on_cpu_has_no_pin_memory_warning(tmp_path, data):
     assert pin_memory_warnings() == []
     assert pin_memory_warnings("--dataloader_pin_memory", "true") != []  # the check can see the warning
     # the same from a config file (`longbird train <task> args.json`)
-    values = {"do_train": True, "train_file": str(data), "text_column": "sequence", "train_tokenizer": "dna",
-              "output_dir": str(tmp_path / "out"), "report_to": "none"}
+    values = {
+        "do_train": True,
+        "train_file": str(data),
+        "text_column": "sequence",
+        "train_tokenizer": "dna",
+        "output_dir": str(tmp_path / "out"),
+        "report_to": "none",
+    }
     for given, expected in (({}, False), ({"dataloader_pin_memory": True}, True)):
         path = tmp_path / "args.json"
         path.write_text(json.dumps({**values, **given}))

@@ -14,16 +14,24 @@ def card_data(task_type: str) -> ModelCardData:
         model_name="tiny",
         datasets=["scitldr"],
         eval_results=[
-            EvalResult(task_type=task_type, dataset_type="epdnew", dataset_name="EPDnew promoters",
-                       metric_type="accuracy", metric_value=0.9)
+            EvalResult(
+                task_type=task_type,
+                dataset_type="epdnew",
+                dataset_name="EPDnew promoters",
+                metric_type="accuracy",
+                metric_value=0.9,
+            )
         ],
     )
 
 
 def test_bigbird_card_template_renders_with_results():
     card = ModelCard.from_template(
-        card_data("text-classification"), template_path=str(CARDS / "longbird_bigbird.md"),
-        model_id="org/tiny-bigbird", window_blocks=5, num_random_blocks=0,
+        card_data("text-classification"),
+        template_path=str(CARDS / "longbird_bigbird.md"),
+        model_id="org/tiny-bigbird",
+        window_blocks=5,
+        num_random_blocks=0,
     )
     text = str(card)
     assert "# org/tiny-bigbird" in text

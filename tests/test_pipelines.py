@@ -24,8 +24,15 @@ def qa_model(tokenizer, target: str | None):
     """A tiny BigBird QA model whose logits point at the tokens of `target` (or at [CLS] when None),
     so the pipeline's windowing and offsets can be checked exactly."""
     config = longbird.BigBirdConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        block_size=8, num_random_blocks=1, max_position_embeddings=512, sep_token_id=tokenizer.sep_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        block_size=8,
+        num_random_blocks=1,
+        max_position_embeddings=512,
+        sep_token_id=tokenizer.sep_token_id,
     )
     model = longbird.BigBirdForQuestionAnswering(config).eval()
     ids = [] if target is None else tokenizer(target, add_special_tokens=False)["input_ids"]
@@ -75,8 +82,14 @@ def scored_model(tokenizer, scores: dict[str, float], max_position_embeddings: i
     """A tiny BigBird QA model whose start and end logits are `scores[word]` on the context tokens
     of each (one-token) word and 0 everywhere else: logits fixed by construction."""
     config = longbird.BigBirdConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        block_size=8, num_random_blocks=1, max_position_embeddings=max_position_embeddings,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        block_size=8,
+        num_random_blocks=1,
+        max_position_embeddings=max_position_embeddings,
         sep_token_id=tokenizer.sep_token_id,
     )
     model = longbird.BigBirdForQuestionAnswering(config).eval()
@@ -104,15 +117,22 @@ def test_best_span_of_a_middle_window_beats_the_short_last_window(tokenizer):
     scores = {"kilimanjaro": 3.0, "nile": 2.2}
     for after in range(16):  # fillers after the answer until it is in a middle window, "nile" in the last only
         context = " ".join([SENTENCES[1]] * 20 + [SENTENCES[2]] + [SENTENCES[1]] * after + [SENTENCES[0]])
-        windows = tokenizer(question, context, truncation="only_second", max_length=128, stride=16,
-                            return_overflowing_tokens=True)
-        contexts = [[t for t, kind in zip(ids, types) if kind == 1]
-                    for ids, types in zip(windows["input_ids"], windows["token_type_ids"])]
+        windows = tokenizer(
+            question, context, truncation="only_second", max_length=128, stride=16, return_overflowing_tokens=True
+        )
+        contexts = [
+            [t for t, kind in zip(ids, types) if kind == 1]
+            for ids, types in zip(windows["input_ids"], windows["token_type_ids"])
+        ]
         ids = {word: tokenizer.convert_tokens_to_ids(word) for word in scores}
         holding = {word: [w for w, tokens in enumerate(contexts) if ids[word] in tokens] for word in scores}
         middle = holding["kilimanjaro"]
-        if (holding["nile"] == [len(contexts) - 1] and len(contexts[-1]) < len(contexts[0]) / 2
-                and len(middle) == 1 and 0 < middle[0] < len(contexts) - 1):
+        if (
+            holding["nile"] == [len(contexts) - 1]
+            and len(contexts[-1]) < len(contexts[0]) / 2
+            and len(middle) == 1
+            and 0 < middle[0] < len(contexts) - 1
+        ):
             break
     else:
         pytest.fail("no filler count puts 'kilimanjaro' in a middle window and 'nile' in a short last one only")
@@ -133,8 +153,11 @@ def test_best_span_of_a_middle_window_beats_the_short_last_window(tokenizer):
 def test_max_seq_len_beyond_the_model_is_named(tokenizer):
     qa = pipeline("long-question-answering", model=scored_model(tokenizer, {"paris": 1.0}, 256), tokenizer=tokenizer)
     context = " ".join(SENTENCES * 40)  # longer than the model: one 100,000-token "window" would break it
-    with pytest.raises(ValueError, match=r"max_seq_len=100000 exceeds the model's limit of 256 tokens.*"
-                                         r"pass max_seq_len <= 256"):
+    with pytest.raises(
+        ValueError,
+        match=r"max_seq_len=100000 exceeds the model's limit of 256 tokens.*"
+        r"pass max_seq_len <= 256",
+    ):
         qa(question="Which city?", context=context, max_seq_len=100000)
     for bad in (0, -5, 1.5):
         with pytest.raises(ValueError, match="max_seq_len must be an integer >= 1"):
@@ -146,10 +169,20 @@ def test_max_seq_len_beyond_the_model_is_named(tokenizer):
 
 def test_summarization_pipeline_generates_from_long_truncated_input(tokenizer):
     config = longbird.BigBirdPegasusConfig(
-        vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=256,
-        block_size=8, num_random_blocks=1, pad_token_id=tokenizer.pad_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=256,
+        block_size=8,
+        num_random_blocks=1,
+        pad_token_id=tokenizer.pad_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.sep_token_id,
     )
     model = longbird.BigBirdPegasusForConditionalGeneration(config).eval()
     summarize = pipeline("long-summarization", model=model, tokenizer=tokenizer)
@@ -158,9 +191,13 @@ def test_summarization_pipeline_generates_from_long_truncated_input(tokenizer):
     out = summarize(document, max_new_tokens=6, min_new_tokens=6)
     assert isinstance(out, list) and isinstance(out[0]["summary_text"], str) and out[0]["summary_text"]
     expected = model.generate(
-        **{k: v for k, v in tokenizer(document, truncation=True, max_length=256, return_tensors="pt").items()
-           if k != "token_type_ids"},
-        max_new_tokens=6, min_new_tokens=6,
+        **{
+            k: v
+            for k, v in tokenizer(document, truncation=True, max_length=256, return_tensors="pt").items()
+            if k != "token_type_ids"
+        },
+        max_new_tokens=6,
+        min_new_tokens=6,
     )
     assert out[0]["summary_text"] == tokenizer.decode(expected[0], skip_special_tokens=True)
     assert len(summarize([document, SENTENCES[0]], max_new_tokens=4)) == 2
@@ -168,8 +205,15 @@ def test_summarization_pipeline_generates_from_long_truncated_input(tokenizer):
 
 def test_pipelines_reject_wrong_models_and_inputs(tokenizer):
     masked_lm = longbird.BigBirdForMaskedLM(
-        longbird.BigBirdConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=64, block_size=8, num_random_blocks=1)
+        longbird.BigBirdConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            block_size=8,
+            num_random_blocks=1,
+        )
     )
     with pytest.raises(ValueError, match="question-answering model"):
         pipeline("long-question-answering", model=masked_lm, tokenizer=tokenizer)

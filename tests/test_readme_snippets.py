@@ -46,9 +46,7 @@ def test_readme_has_snippets():
 @pytest.mark.parametrize("line, code", snippets(), ids=[place for place, _ in snippets()])
 def test_readme_snippet_runs(line: str, code: str, tmp_path: Path):
     program = "import time as _t; _snippet_start = _t.perf_counter()\n" + textwrap.dedent(code) + _REPORT
-    result = subprocess.run(
-        [sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    result = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"{line} failed:\n{result.stderr[-3000:]}"
     report = dict(re.findall(r"^(SNIPPET_\w+) (\S+)$", result.stdout, flags=re.MULTILINE))
     peak_mib = int(report["SNIPPET_PEAK_KIB"]) / 1024

@@ -38,7 +38,10 @@ def run_without_longbird(tmp_path, folder, auto: str, inputs: dict) -> dict:
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), TRANSFORMERS_VERBOSITY="error")
     proc = subprocess.run(
         [sys.executable, "-c", LOADER, str(folder), auto, str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(tmp_path / "out.pt")
@@ -46,28 +49,54 @@ def run_without_longbird(tmp_path, folder, auto: str, inputs: dict) -> dict:
 
 def tiny_bigbird(**kw):
     return longbird.BigBirdConfig(
-        vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        block_size=8, num_random_blocks=1, max_position_embeddings=256, **kw,
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        block_size=8,
+        num_random_blocks=1,
+        max_position_embeddings=256,
+        **kw,
     )
 
 
 def tiny_etc(**kw):
     return longbird.EtcConfig(
-        vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        local_radius=4, relative_pos_max_distance=3, relative_vocab_size=12, **kw,
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        local_radius=4,
+        relative_pos_max_distance=3,
+        relative_vocab_size=12,
+        **kw,
     )
 
 
 def tiny_pegasus(**kw):
     return longbird.BigBirdPegasusConfig(
-        vocab_size=120, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=256,
-        block_size=8, num_random_blocks=1, **kw,
+        vocab_size=120,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        max_position_embeddings=256,
+        block_size=8,
+        num_random_blocks=1,
+        **kw,
     )
 
 
 CASES = [
-    ("AutoModelForSequenceClassification", lambda: longbird.BigBirdForSequenceClassification(tiny_bigbird(num_labels=3))),
+    (
+        "AutoModelForSequenceClassification",
+        lambda: longbird.BigBirdForSequenceClassification(tiny_bigbird(num_labels=3)),
+    ),
     ("AutoModelForQuestionAnswering", lambda: longbird.EtcForQuestionAnswering(tiny_etc())),
     ("AutoModelForMaskedLM", lambda: longbird.EtcForMaskedLM(tiny_etc())),
     ("AutoModelForSeq2SeqLM", lambda: longbird.BigBirdPegasusForConditionalGeneration(tiny_pegasus())),
@@ -79,7 +108,10 @@ def inputs_for(model) -> dict:
     ids = torch.randint(5, 120, (2, 100), generator=gen)
     inputs = {"input_ids": ids}
     if isinstance(model, longbird.EtcForQuestionAnswering):  # structure inputs travel too
-        inputs |= {"global_input_ids": torch.ones(2, 4, dtype=torch.long), "sentence_ids": torch.arange(100).expand(2, -1) // 25}
+        inputs |= {
+            "global_input_ids": torch.ones(2, 4, dtype=torch.long),
+            "sentence_ids": torch.arange(100).expand(2, -1) // 25,
+        }
     if isinstance(model, longbird.BigBirdPegasusForConditionalGeneration):
         inputs["decoder_input_ids"] = torch.randint(5, 120, (2, 6), generator=gen)
     return inputs
@@ -130,10 +162,10 @@ def test_removed_task_names_work_again_with_remote_code(tmp_path):
         import sys
         sys.modules["longbird"] = None
         from transformers import pipeline
-        qa = pipeline("question-answering", model={str(tmp_path / 'qa')!r}, trust_remote_code=True)
+        qa = pipeline("question-answering", model={str(tmp_path / "qa")!r}, trust_remote_code=True)
         answer = qa(question="Where does the Nile flow?", context="The river Nile flows north through Egypt.")
         assert set(answer) == {{"score", "start", "end", "answer"}}, answer
-        summarize = pipeline("summarization", model={str(tmp_path / 'sum')!r}, trust_remote_code=True)
+        summarize = pipeline("summarization", model={str(tmp_path / "sum")!r}, trust_remote_code=True)
         out = summarize("The river Nile flows north through Egypt. Paris is the capital of France.", max_new_tokens=4)
         assert "summary_text" in out[0], out
         print(type(qa).__module__, type(summarize).__module__)

@@ -20,46 +20,76 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from hub_server import LocalHub
+from test_remote_code import tiny_bigbird, tiny_etc, tiny_pegasus
 from transformers.dynamic_module_utils import get_relative_import_files
 
 import longbird
-from hub_server import LocalHub
 from longbird.modeling import remote_code
 from longbird.tasks import recipe
 from longbird.tokenization import train_tokenizer
-from test_remote_code import tiny_bigbird, tiny_etc, tiny_pegasus
 
 SCRIPT = Path(__file__).with_name("remote_code_without_longbird.py")
-TEXTS = ["The river Nile flows north through Egypt.", "Paris is the capital of France.",
-         "Long documents need sparse attention.", "Birds fly south in the winter."]
+TEXTS = [
+    "The river Nile flows north through Egypt.",
+    "Paris is the capital of France.",
+    "Long documents need sparse attention.",
+    "Birds fly south in the winter.",
+]
 EXPORTED = {f"{module}.py" for module in remote_code.exported_modules()}
 PUSHED_REPO = "user/tiny-remote-finetuned"
 
 #: name -> (Auto class, task, model builder given the tokenizer)
 FINETUNE = {
-    "bigbird-qa": ("AutoModelForQuestionAnswering", "question-answering", lambda tok: longbird.BigBirdForQuestionAnswering(
-        tiny_bigbird(sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id))),
-    "etc-qa": ("AutoModelForQuestionAnswering", "question-answering", lambda tok: longbird.EtcForQuestionAnswering(
-        tiny_etc(pad_token_id=tok.pad_token_id))),
-    "bigbird-classification": ("AutoModelForSequenceClassification", "classification",
-                               lambda tok: longbird.BigBirdForSequenceClassification(
-                                   tiny_bigbird(num_labels=3, pad_token_id=tok.pad_token_id))),
-    "pegasus-summarization": ("AutoModelForSeq2SeqLM", "summarization",
-                              lambda tok: longbird.BigBirdPegasusForConditionalGeneration(tiny_pegasus(
-                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                                  decoder_start_token_id=tok.pad_token_id))),
+    "bigbird-qa": (
+        "AutoModelForQuestionAnswering",
+        "question-answering",
+        lambda tok: longbird.BigBirdForQuestionAnswering(
+            tiny_bigbird(sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
+        ),
+    ),
+    "etc-qa": (
+        "AutoModelForQuestionAnswering",
+        "question-answering",
+        lambda tok: longbird.EtcForQuestionAnswering(tiny_etc(pad_token_id=tok.pad_token_id)),
+    ),
+    "bigbird-classification": (
+        "AutoModelForSequenceClassification",
+        "classification",
+        lambda tok: longbird.BigBirdForSequenceClassification(
+            tiny_bigbird(num_labels=3, pad_token_id=tok.pad_token_id)
+        ),
+    ),
+    "pegasus-summarization": (
+        "AutoModelForSeq2SeqLM",
+        "summarization",
+        lambda tok: longbird.BigBirdPegasusForConditionalGeneration(
+            tiny_pegasus(
+                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id
+            )
+        ),
+    ),
 }
 #: every head of every family: "<model_type>-<Auto class>"
-HEADS = [(model_type, auto) for model_type, entries in remote_code.AUTO_MAP.items() for auto in entries if auto != "AutoConfig"]
+HEADS = [
+    (model_type, auto)
+    for model_type, entries in remote_code.AUTO_MAP.items()
+    for auto in entries
+    if auto != "AutoConfig"
+]
 PEGASUS_EOS = 3
 
 
 def head_model_and_inputs(model_type: str, auto: str):
     torch.manual_seed(0)
     class_name = remote_code.AUTO_MAP[model_type][auto].split(".")[1]
-    config = {"longbird_bigbird": tiny_bigbird, "longbird_etc": tiny_etc,
-              "longbird_bigbird_pegasus": lambda: tiny_pegasus(eos_token_id=PEGASUS_EOS, pad_token_id=0,
-                                                               decoder_start_token_id=0)}[model_type]()
+    config = {
+        "longbird_bigbird": tiny_bigbird,
+        "longbird_etc": tiny_etc,
+        "longbird_bigbird_pegasus": lambda: tiny_pegasus(
+            eos_token_id=PEGASUS_EOS, pad_token_id=0, decoder_start_token_id=0
+        ),
+    }[model_type]()
     model = getattr(longbird, class_name)(config).eval()
     ids = torch.randint(5, 120, (2, 100), generator=torch.Generator().manual_seed(1))
     inputs = {"input_ids": ids}
@@ -95,8 +125,15 @@ def _run(tmp, hub) -> tuple[Path, dict]:
         torch.manual_seed(0)
         build(tokenizer).save_pretrained(tmp / name)
         tokenizer.save_pretrained(tmp / name)
-        spec["finetune"].append({"name": name, "auto": auto, "folder": str(tmp / name), "task": task,
-                                 "push": PUSHED_REPO if name == "bigbird-classification" else None})
+        spec["finetune"].append(
+            {
+                "name": name,
+                "auto": auto,
+                "folder": str(tmp / name),
+                "task": task,
+                "push": PUSHED_REPO if name == "bigbird-classification" else None,
+            }
+        )
     for model_type, auto in HEADS:
         name = f"{model_type}-{auto}"
         model, inputs = head_model_and_inputs(model_type, auto)
@@ -104,16 +141,31 @@ def _run(tmp, hub) -> tuple[Path, dict]:
         with torch.no_grad():
             expected = {k: v for k, v in model(**inputs).items() if torch.is_tensor(v)}
         torch.save({"inputs": inputs, "outputs": expected}, tmp / f"{name}.pt")
-        spec["heads"].append({"name": name, "auto": auto, "folder": str(tmp / "heads" / name),
-                              "inputs": str(tmp / f"{name}.pt")})
+        spec["heads"].append(
+            {"name": name, "auto": auto, "folder": str(tmp / "heads" / name), "inputs": str(tmp / f"{name}.pt")}
+        )
     (tmp / "out").mkdir()
     (tmp / "spec.json").write_text(json.dumps(spec))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env.update(HF_ENDPOINT=hub.url, HF_TOKEN="hf_local_dummy_token", HF_HOME=str(tmp / "hf_home"),
-               HF_HUB_CACHE=str(tmp / "hf_home" / "hub"), HF_MODULES_CACHE=str(tmp / "modules"),
-               TRANSFORMERS_VERBOSITY="error", HF_HUB_DISABLE_XET="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp / "spec.json")], capture_output=True, text=True,
-                          env=env, cwd=tmp, timeout=900, stdin=subprocess.DEVNULL)
+    env.update(
+        HF_ENDPOINT=hub.url,
+        HF_TOKEN="hf_local_dummy_token",
+        HF_HOME=str(tmp / "hf_home"),
+        HF_HUB_CACHE=str(tmp / "hf_home" / "hub"),
+        HF_MODULES_CACHE=str(tmp / "modules"),
+        TRANSFORMERS_VERBOSITY="error",
+        HF_HUB_DISABLE_XET="1",
+        OMP_NUM_THREADS="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp / "spec.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp, json.loads((tmp / "out" / "results.json").read_text())
 

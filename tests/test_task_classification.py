@@ -15,10 +15,14 @@ from sklearn.metrics import f1_score, roc_auc_score
 from longbird.tasks import demo, recipe, sequence_classification
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64,block_size=8,"
-        "num_random_blocks=1,max_position_embeddings=256")
-TINY_ETC = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64,local_radius=8,"
-            "relative_pos_max_distance=4,relative_vocab_size=12")
+TINY = (
+    "hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64,block_size=8,"
+    "num_random_blocks=1,max_position_embeddings=256"
+)
+TINY_ETC = (
+    "hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64,local_radius=8,"
+    "relative_pos_max_distance=4,relative_vocab_size=12"
+)
 SENTENCES = [
     ("The committee approved the budget after a long debate. Members praised the plan.", "politics"),
     ("The striker scored twice in the second half. The crowd cheered loudly.", "sport"),
@@ -40,12 +44,42 @@ def text_rows(n=24):
 
 def args_for(tmp_path, train, valid, *extra, model_type="longbird_bigbird", overrides=TINY):
     return [
-        "--train_file", train, "--validation_file", valid, "--train_tokenizer", "wordpiece",
-        "--tokenizer_vocab_size", "200", "--model_type", model_type, "--config_overrides", overrides,
-        "--max_seq_length", "128", "--do_train", "--do_eval", "--output_dir", str(tmp_path / "out"),
-        "--max_steps", "4", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
-        "--learning_rate", "1e-3", "--report_to", "none", "--use_cpu", "--save_strategy", "no",
-        "--disable_tqdm", "true", "--seed", "0", *extra,
+        "--train_file",
+        train,
+        "--validation_file",
+        valid,
+        "--train_tokenizer",
+        "wordpiece",
+        "--tokenizer_vocab_size",
+        "200",
+        "--model_type",
+        model_type,
+        "--config_overrides",
+        overrides,
+        "--max_seq_length",
+        "128",
+        "--do_train",
+        "--do_eval",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--max_steps",
+        "4",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "0",
+        *extra,
     ]
 
 
@@ -78,16 +112,34 @@ def test_eval_only_keeps_the_checkpoints_label_order(tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", text_rows())
     run(args_for(tmp_path, data, data))
     # the same classes, listed in the other order by a new file: ids must follow the checkpoint
-    flipped = write_jsonl(tmp_path / "flipped.jsonl", [r for r in text_rows() if r["label"] == "sport"] +
-                          [r for r in text_rows() if r["label"] == "politics"])
+    flipped = write_jsonl(
+        tmp_path / "flipped.jsonl",
+        [r for r in text_rows() if r["label"] == "sport"] + [r for r in text_rows() if r["label"] == "politics"],
+    )
     scheme = sequence_classification.label_scheme(
         {"validation": __import__("datasets").load_dataset("json", data_files=flipped, split="train")},
-        sequence_classification.ClassificationDataArguments(), saved_label2id={"sport": 0, "politics": 1},
+        sequence_classification.ClassificationDataArguments(),
+        saved_label2id={"sport": 0, "politics": 1},
     )
     assert scheme.names == ["sport", "politics"]
-    metrics = run(["--model_name_or_path", str(tmp_path / "out"), "--validation_file", flipped, "--do_eval",
-                   "--output_dir", str(tmp_path / "eval"), "--report_to", "none", "--use_cpu",
-                   "--max_seq_length", "128", "--disable_tqdm", "true"])
+    metrics = run(
+        [
+            "--model_name_or_path",
+            str(tmp_path / "out"),
+            "--validation_file",
+            flipped,
+            "--do_eval",
+            "--output_dir",
+            str(tmp_path / "eval"),
+            "--report_to",
+            "none",
+            "--use_cpu",
+            "--max_seq_length",
+            "128",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0
 
 
@@ -96,8 +148,11 @@ def test_multi_label(tmp_path, layout):
     rows = []
     for i, (text, label) in enumerate(SENTENCES * 4):
         flags = [int(label == "politics"), int(label == "sport"), i % 2]
-        rows.append({"text": text, "labels": flags} if layout == "list_column" else
-                    {"text": text, "a": flags[0], "b": flags[1], "c": flags[2]})
+        rows.append(
+            {"text": text, "labels": flags}
+            if layout == "list_column"
+            else {"text": text, "a": flags[0], "b": flags[1], "c": flags[2]}
+        )
     data = write_jsonl(tmp_path / "train.jsonl", rows)
     label_flag = "labels" if layout == "list_column" else "a,b,c"
     metrics = run(args_for(tmp_path, data, data, "--label_column", label_flag))
@@ -114,8 +169,15 @@ def test_etc_reads_sentences_for_text_and_fixed_blocks_for_dna(tmp_path):
     rng = np.random.default_rng(0)
     dna = [{"sequence": "".join(rng.choice(list("ACGT"), 120)), "label": i % 2} for i in range(12)]
     dna_file = write_jsonl(tmp_path / "dna.jsonl", dna)
-    argv = args_for(tmp_path, dna_file, dna_file, "--text_column", "sequence", model_type="longbird_etc",
-                    overrides=TINY_ETC + ",num_tokens_per_block=16")
+    argv = args_for(
+        tmp_path,
+        dna_file,
+        dna_file,
+        "--text_column",
+        "sequence",
+        model_type="longbird_etc",
+        overrides=TINY_ETC + ",num_tokens_per_block=16",
+    )
     argv[argv.index("wordpiece")] = "dna"
     assert np.isfinite(run(argv)["eval_loss"])
 
@@ -177,8 +239,17 @@ def test_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="Nothing to do"):
         run(["--validation_file", data, "--output_dir", str(tmp_path), "--train_tokenizer", "wordpiece"])
     with pytest.raises(ValueError, match="does not exist"):
-        run(["--train_file", str(tmp_path / "nope.jsonl"), "--do_train", "--output_dir", str(tmp_path),
-             "--train_tokenizer", "wordpiece"])
+        run(
+            [
+                "--train_file",
+                str(tmp_path / "nope.jsonl"),
+                "--do_train",
+                "--output_dir",
+                str(tmp_path),
+                "--train_tokenizer",
+                "wordpiece",
+            ]
+        )
     with pytest.raises(ValueError, match="needs a tokenizer"):
         run(["--train_file", data, "--do_train", "--output_dir", str(tmp_path)])
     odd = tmp_path / "train.xlsx"
@@ -186,7 +257,14 @@ def test_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown data format '.xlsx'"):
         run(args_for(tmp_path, str(odd), str(odd)))
     with pytest.raises(ValueError, match=r"--max_seq_length 128 exceeds the model's 64 positions"):
-        run(args_for(tmp_path, data, data, overrides=TINY.replace("max_position_embeddings=256", "max_position_embeddings=64")))
+        run(
+            args_for(
+                tmp_path,
+                data,
+                data,
+                overrides=TINY.replace("max_position_embeddings=256", "max_position_embeddings=64"),
+            )
+        )
     with pytest.raises(ValueError, match="config_overrides.*not key=value"):
         run(args_for(tmp_path, data, data, model_type="longbird_bigbird", overrides="hidden_size"))
 
@@ -201,12 +279,44 @@ def test_eval_only_with_a_masked_lm_checkpoint_is_refused(tmp_path):
     tokenizer.save_pretrained(tmp_path / "mlm")
     data = write_jsonl(tmp_path / "train.jsonl", text_rows())
     with pytest.raises(ValueError, match=r"saved as \['BigBirdForMaskedLM'\].*randomly initialised.*--do_train"):
-        run(["--model_name_or_path", str(tmp_path / "mlm"), "--validation_file", data, "--do_eval",
-             "--output_dir", str(tmp_path / "eval"), "--use_cpu", "--report_to", "none"])
+        run(
+            [
+                "--model_name_or_path",
+                str(tmp_path / "mlm"),
+                "--validation_file",
+                data,
+                "--do_eval",
+                "--output_dir",
+                str(tmp_path / "eval"),
+                "--use_cpu",
+                "--report_to",
+                "none",
+            ]
+        )
     # fine-tuning from it is the normal path
-    metrics = run(["--model_name_or_path", str(tmp_path / "mlm"), "--train_file", data, "--validation_file", data,
-                   "--do_train", "--do_eval", "--max_steps", "2", "--output_dir", str(tmp_path / "ft"), "--use_cpu",
-                   "--report_to", "none", "--disable_tqdm", "true", "--max_seq_length", "128"])
+    metrics = run(
+        [
+            "--model_name_or_path",
+            str(tmp_path / "mlm"),
+            "--train_file",
+            data,
+            "--validation_file",
+            data,
+            "--do_train",
+            "--do_eval",
+            "--max_steps",
+            "2",
+            "--output_dir",
+            str(tmp_path / "ft"),
+            "--use_cpu",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+            "--max_seq_length",
+            "128",
+        ]
+    )
     assert np.isfinite(metrics["eval_loss"])
 
 
@@ -214,15 +324,30 @@ def test_eval_only_with_a_masked_lm_checkpoint_is_refused(tmp_path):
 
 
 def test_demo_trains_evaluates_saves_and_runs_the_pipeline(tmp_path, capsys):
-    result = demo.run(["--max_steps", "3", "--max_eval_samples", "40", "--eval_strategy", "no", "--save_strategy",
-                       "no", "--output_dir", str(tmp_path / "demo"), "--use_cpu", "--disable_tqdm", "true"])
+    result = demo.run(
+        [
+            "--max_steps",
+            "3",
+            "--max_eval_samples",
+            "40",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--output_dir",
+            str(tmp_path / "demo"),
+            "--use_cpu",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     assert {"eval_accuracy", "eval_f1", "eval_auroc"} <= set(result["metrics"])
     assert len(result["predictions"]) == 3 and all(p["label"] in ("0", "1") for p in result["predictions"])
     saved = set(os.listdir(tmp_path / "demo"))
     assert {"model.safetensors", "README.md", "tokenizer.json", "config.json"} <= saved
     card = ModelCard.load(tmp_path / "demo" / "README.md")
     assert card.data.eval_results[0].dataset_type == "epdnew_promoters"
-    assert "pipeline(\"text-classification\"" in capsys.readouterr().out
+    assert 'pipeline("text-classification"' in capsys.readouterr().out
 
 
 def test_shipped_demo_data_is_credited():
@@ -241,12 +366,24 @@ def test_torchrun_two_cpu_processes(tmp_path):
     """The same recipe under `torchrun --nproc_per_node 2` (gloo): two ranks share each step's batch."""
     data = write_jsonl(tmp_path / "train.jsonl", text_rows(16))
     argv = args_for(tmp_path, data, data)
-    argv[argv.index("--max_steps"):argv.index("--max_steps") + 2] = ["--num_train_epochs", "1"]
+    argv[argv.index("--max_steps") : argv.index("--max_steps") + 2] = ["--num_train_epochs", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "longbird.tasks.sequence_classification", *argv],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "longbird.tasks.sequence_classification",
+            *argv,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())

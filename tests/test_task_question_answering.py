@@ -28,22 +28,34 @@ from longbird.tokenization import EtcFeaturizer, train_tokenizer
 
 ARTICLES = {
     "Nile": [
-        ("The Nile is a major river in northeastern Africa. It flows north through Egypt and drains into the "
-         "Mediterranean Sea. The river is about 6,650 kilometres long."),
-        ("Ancient Egyptians farmed along the banks of the Nile. The annual flood brought rich black silt to the "
-         "fields. The Aswan High Dam was completed in 1970."),
+        (
+            "The Nile is a major river in northeastern Africa. It flows north through Egypt and drains into the "
+            "Mediterranean Sea. The river is about 6,650 kilometres long."
+        ),
+        (
+            "Ancient Egyptians farmed along the banks of the Nile. The annual flood brought rich black silt to the "
+            "fields. The Aswan High Dam was completed in 1970."
+        ),
     ],
     "Paris": [
-        ("Paris is the capital and largest city of France. The city stands on the river Seine in the north of the "
-         "country. About two million people live in the city proper."),
-        ("The Eiffel Tower was built for the World's Fair of 1889. It was designed by the engineer Gustave Eiffel. "
-         "The Louvre is the most visited museum in the world."),
+        (
+            "Paris is the capital and largest city of France. The city stands on the river Seine in the north of the "
+            "country. About two million people live in the city proper."
+        ),
+        (
+            "The Eiffel Tower was built for the World's Fair of 1889. It was designed by the engineer Gustave Eiffel. "
+            "The Louvre is the most visited museum in the world."
+        ),
     ],
     "Kilimanjaro": [
-        ("Mount Kilimanjaro is the highest mountain in Africa. It is a dormant volcano in Tanzania. Its summit, "
-         "Uhuru Peak, rises 5,895 metres above sea level."),
-        ("The first recorded ascent was made in 1889 by Hans Meyer and Ludwig Purtscheller. Glaciers on the summit "
-         "have been shrinking for a century."),
+        (
+            "Mount Kilimanjaro is the highest mountain in Africa. It is a dormant volcano in Tanzania. Its summit, "
+            "Uhuru Peak, rises 5,895 metres above sea level."
+        ),
+        (
+            "The first recorded ascent was made in 1889 by Hans Meyer and Ludwig Purtscheller. Glaciers on the summit "
+            "have been shrinking for a century."
+        ),
     ],
 }
 #: (article, paragraph, question, answer)
@@ -63,12 +75,12 @@ QUESTIONS = [
 ]
 TINY = {
     "longbird_bigbird": "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,block_size=8,"
-                        "num_random_blocks=1,max_position_embeddings=256",
+    "num_random_blocks=1,max_position_embeddings=256",
     "longbird_etc": "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,local_radius=8,"
-                    "relative_pos_max_distance=4,relative_vocab_size=16",
+    "relative_pos_max_distance=4,relative_vocab_size=16",
     "longbird_bigbird_pegasus": "d_model=32,encoder_layers=2,decoder_layers=1,encoder_attention_heads=2,"
-                                "decoder_attention_heads=2,encoder_ffn_dim=64,decoder_ffn_dim=64,block_size=8,"
-                                "num_random_blocks=1,max_position_embeddings=256",
+    "decoder_attention_heads=2,encoder_ffn_dim=64,decoder_ffn_dim=64,block_size=8,"
+    "num_random_blocks=1,max_position_embeddings=256",
 }
 XQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad_en" / "xquad.en.json"
 
@@ -89,8 +101,13 @@ def squad_json(articles=ARTICLES, questions=QUESTIONS, shift: int = 0) -> dict:
         entries = []
         for p, context in enumerate(paragraphs):
             qas = [
-                {"id": f"{title}-{j}", "question": q, "answers": [{"text": a, "answer_start": context.index(a) + shift}]}
-                for j, (t, k, q, a) in enumerate(questions) if t == title and k == p
+                {
+                    "id": f"{title}-{j}",
+                    "question": q,
+                    "answers": [{"text": a, "answer_start": context.index(a) + shift}],
+                }
+                for j, (t, k, q, a) in enumerate(questions)
+                if t == title and k == p
             ]
             entries.append({"context": context, "qas": qas})
         data.append({"title": title, "paragraphs": entries})
@@ -107,15 +124,48 @@ def squad_file(tmp_path_factory) -> str:
     return write_json(tmp_path_factory.mktemp("data") / "squad.json", squad_json())
 
 
-def args(train: str | None, validation: str | None, output_dir, *extra: str, model_type="longbird_bigbird",
-         steps: int = 4) -> list[str]:
-    argv = ["--output_dir", str(output_dir), "--report_to", "none", "--use_cpu", "--disable_tqdm", "true",
-            "--max_seq_length", "128", "--doc_stride", "32", "--per_device_train_batch_size", "4",
-            "--per_device_eval_batch_size", "8", "--learning_rate", "3e-3", "--max_steps", str(steps),
-            "--save_strategy", "no", "--seed", "0"]
+def args(
+    train: str | None, validation: str | None, output_dir, *extra: str, model_type="longbird_bigbird", steps: int = 4
+) -> list[str]:
+    argv = [
+        "--output_dir",
+        str(output_dir),
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "--disable_tqdm",
+        "true",
+        "--max_seq_length",
+        "128",
+        "--doc_stride",
+        "32",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "8",
+        "--learning_rate",
+        "3e-3",
+        "--max_steps",
+        str(steps),
+        "--save_strategy",
+        "no",
+        "--seed",
+        "0",
+    ]
     if train:
-        argv += ["--train_file", train, "--do_train", "--train_tokenizer", "wordpiece", "--tokenizer_vocab_size", "300",
-                 "--model_type", model_type, "--config_overrides", TINY[model_type]]
+        argv += [
+            "--train_file",
+            train,
+            "--do_train",
+            "--train_tokenizer",
+            "wordpiece",
+            "--tokenizer_vocab_size",
+            "300",
+            "--model_type",
+            model_type,
+            "--config_overrides",
+            TINY[model_type],
+        ]
     if validation:
         argv += ["--validation_file", validation, "--do_eval"]
     return argv + list(extra)
@@ -235,10 +285,22 @@ def test_cli_flat_jsonl_with_unanswerable_questions(tmp_path):
     rows = []
     for j, (title, p, question, answer) in enumerate(QUESTIONS):
         context = ARTICLES[title][p]
-        rows.append({"qid": j, "question": question, "passage": context,
-                     "answers": {"text": [answer], "answer_start": [context.index(answer)]}})
-    rows.append({"qid": 99, "question": "Who painted the Mona Lisa?", "passage": ARTICLES["Paris"][0],
-                 "answers": {"text": [], "answer_start": []}})
+        rows.append(
+            {
+                "qid": j,
+                "question": question,
+                "passage": context,
+                "answers": {"text": [answer], "answer_start": [context.index(answer)]},
+            }
+        )
+    rows.append(
+        {
+            "qid": 99,
+            "question": "Who painted the Mona Lisa?",
+            "passage": ARTICLES["Paris"][0],
+            "answers": {"text": [], "answer_start": []},
+        }
+    )
     path = tmp_path / "flat.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     no_v2 = args(str(path), str(path), tmp_path / "out", "--context_column", "passage", "--id_column", "qid")
@@ -258,10 +320,15 @@ def test_resume_from_latest_checkpoint(squad_file, tmp_path, monkeypatch):
     assert (tmp_path / "out" / "checkpoint-2").is_dir()
     loaded = []
     original = Trainer._load_from_checkpoint
-    monkeypatch.setattr(Trainer, "_load_from_checkpoint",
-                        lambda self, path, *a, **k: (loaded.append(path), original(self, path, *a, **k))[1])
-    metrics = qa.main(args(squad_file, None, tmp_path / "out", steps=4)
-                      + ["--save_strategy", "steps", "--save_steps", "2", "--resume_from_checkpoint", "latest"])
+    monkeypatch.setattr(
+        Trainer,
+        "_load_from_checkpoint",
+        lambda self, path, *a, **k: (loaded.append(path), original(self, path, *a, **k))[1],
+    )
+    metrics = qa.main(
+        args(squad_file, None, tmp_path / "out", steps=4)
+        + ["--save_strategy", "steps", "--save_steps", "2", "--resume_from_checkpoint", "latest"]
+    )
     assert loaded and Path(loaded[0]).name == "checkpoint-2"
     assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["global_step"] == 4
     assert np.isfinite(metrics["train_loss"])
@@ -282,22 +349,38 @@ def test_missing_column_and_wrong_offsets_are_named(tmp_path, squad_file):
         qa.main(args(wrong, None, tmp_path / "out"))
     with pytest.raises(ValueError, match="--join_paragraphs joins the paragraphs of SQuAD-format JSON"):
         qa.main(args(str(flat), None, tmp_path / "out", "--join_paragraphs"))
-    with pytest.raises(ValueError, match=r"--max_seq_length 512 exceeds the model's 256 positions \(max_position_embeddings\)"):
+    with pytest.raises(
+        ValueError, match=r"--max_seq_length 512 exceeds the model's 256 positions \(max_position_embeddings\)"
+    ):
         qa.main(args(squad_file, None, tmp_path / "out", "--max_seq_length", "512"))
 
 
 @pytest.mark.parametrize("model_type", ["longbird_bigbird", "longbird_etc"])
 def test_questions_too_long_for_the_windows_leave_nothing(squad_file, tmp_path, model_type):
-    with pytest.raises(ValueError, match=r"No train examples left after preprocessing; every question is too long.*"
-                                         r"raise --max_seq_length"):
-        qa.main(args(squad_file, None, tmp_path / "out", "--max_seq_length", "6", "--doc_stride", "0",
-                     model_type=model_type))
+    with pytest.raises(
+        ValueError,
+        match=r"No train examples left after preprocessing; every question is too long.*"
+        r"raise --max_seq_length",
+    ):
+        qa.main(
+            args(
+                squad_file, None, tmp_path / "out", "--max_seq_length", "6", "--doc_stride", "0", model_type=model_type
+            )
+        )
 
 
 def test_masked_lm_checkpoint_cannot_be_evaluated_for_qa(squad_file, tmp_path):
     tokenizer = train_tokenizer([t for p in ARTICLES.values() for t in p] * 5, vocab_size=300)
-    config = longbird.BigBirdConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                    intermediate_size=64, block_size=8, num_random_blocks=1, max_position_embeddings=256)
+    config = longbird.BigBirdConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        block_size=8,
+        num_random_blocks=1,
+        max_position_embeddings=256,
+    )
     longbird.BigBirdForMaskedLM(config).save_pretrained(tmp_path / "mlm")
     tokenizer.save_pretrained(tmp_path / "mlm")
     with pytest.raises(ValueError, match=r"saved as \['BigBirdForMaskedLM'\].*--do_train"):
@@ -311,8 +394,16 @@ def test_masked_lm_checkpoint_cannot_be_evaluated_for_qa(squad_file, tmp_path):
 
 def pointed_etc(tokenizer, target: str):
     """A tiny ETC QA model whose logits point at the tokens of `target`."""
-    config = longbird.EtcConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=64, local_radius=4, relative_pos_max_distance=3, relative_vocab_size=12)
+    config = longbird.EtcConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        local_radius=4,
+        relative_pos_max_distance=3,
+        relative_vocab_size=12,
+    )
     model = longbird.EtcForQuestionAnswering(config).eval()
     ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     forward = model.forward
@@ -366,15 +457,23 @@ def test_trained_etc_checkpoint_answers_through_remote_code(etc_run, tmp_path):
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), TRANSFORMERS_VERBOSITY="error",
-               OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
-                          check=False)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_MODULES_CACHE=str(tmp_path / "modules"),
+        TRANSFORMERS_VERBOSITY="error",
+        OMP_NUM_THREADS="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     remote = json.loads(proc.stdout.strip().splitlines()[-1])
     assert remote["module"].startswith("transformers_modules")
-    local = pipeline("long-question-answering", model=AutoModelForQuestionAnswering.from_pretrained(output),
-                     tokenizer=AutoTokenizer.from_pretrained(output))
+    local = pipeline(
+        "long-question-answering",
+        model=AutoModelForQuestionAnswering.from_pretrained(output),
+        tokenizer=AutoTokenizer.from_pretrained(output),
+    )
     for n, got in zip((48, 128), remote["answers"]):
         expected = local(question=question, context=context, max_seq_len=n)
         assert (got["start"], got["end"], got["answer"]) == (expected["start"], expected["end"], expected["answer"])
@@ -398,21 +497,62 @@ def test_xquad_articles_from_scratch(tmp_path):
     dev = write_json(tmp_path / "dev.json", {"version": "1.1", "data": data["data"][-8:]})
     output = tmp_path / "out"
     argv = [
-        "--train_file", train, "--validation_file", dev, "--join_paragraphs", "--do_train", "--do_eval",
-        "--train_tokenizer", "wordpiece", "--tokenizer_vocab_size", "8000", "--model_type", "longbird_bigbird",
-        "--config_overrides", ("hidden_size=128,num_hidden_layers=2,num_attention_heads=2,intermediate_size=256,"
-                               "block_size=32,num_random_blocks=2,max_position_embeddings=1024"),
-        "--max_seq_length", "1024", "--doc_stride", "128", "--num_train_epochs", "1",
-        "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--warmup_steps", "20",
-        "--weight_decay", "0.01", "--logging_steps", "20", "--save_strategy", "no", "--output_dir", str(output),
-        "--report_to", "none", "--use_cpu", "--disable_tqdm", "true", "--seed", "0", "--dataloader_num_workers", "0",
+        "--train_file",
+        train,
+        "--validation_file",
+        dev,
+        "--join_paragraphs",
+        "--do_train",
+        "--do_eval",
+        "--train_tokenizer",
+        "wordpiece",
+        "--tokenizer_vocab_size",
+        "8000",
+        "--model_type",
+        "longbird_bigbird",
+        "--config_overrides",
+        (
+            "hidden_size=128,num_hidden_layers=2,num_attention_heads=2,intermediate_size=256,"
+            "block_size=32,num_random_blocks=2,max_position_embeddings=1024"
+        ),
+        "--max_seq_length",
+        "1024",
+        "--doc_stride",
+        "128",
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--warmup_steps",
+        "20",
+        "--weight_decay",
+        "0.01",
+        "--logging_steps",
+        "20",
+        "--save_strategy",
+        "no",
+        "--output_dir",
+        str(output),
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "0",
+        "--dataloader_num_workers",
+        "0",
     ]
     start = time.time()  # on one thread (the autouse fixture): on a busy 2-core machine two threads spin
     metrics = qa.main(argv)
     seconds = time.time() - start
     losses = [e["loss"] for e in json.loads((output / "trainer_state.json").read_text())["log_history"] if "loss" in e]
-    print(f"\nXQuAD en, 40 articles -> 8 articles (joined paragraphs, 1 thread, {seconds:.0f} s): "
-          f"EM {metrics['eval_exact_match']:.2f}, F1 {metrics['eval_f1']:.2f}, eval loss {metrics['eval_loss']:.3f}, "
-          f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    print(
+        f"\nXQuAD en, 40 articles -> 8 articles (joined paragraphs, 1 thread, {seconds:.0f} s): "
+        f"EM {metrics['eval_exact_match']:.2f}, F1 {metrics['eval_f1']:.2f}, eval loss {metrics['eval_loss']:.3f}, "
+        f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
     assert np.isfinite(metrics["eval_exact_match"]) and np.isfinite(metrics["eval_f1"])
     assert len(losses) >= 2 and losses[-1] < losses[0]

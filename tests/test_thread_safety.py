@@ -90,8 +90,15 @@ def test_routing_lru_under_concurrent_lookups_and_evictions(tiny_caches):
 def tiny_bigbird() -> BigBirdModel:
     torch.manual_seed(0)
     config = BigBirdConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        block_size=4, num_random_blocks=1, max_position_embeddings=256, attention_backend="gather",
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        block_size=4,
+        num_random_blocks=1,
+        max_position_embeddings=256,
+        attention_backend="gather",
     )
     return BigBirdModel(config).eval()
 
@@ -99,8 +106,15 @@ def tiny_bigbird() -> BigBirdModel:
 def tiny_etc() -> EtcModel:
     torch.manual_seed(0)
     config = EtcConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        local_radius=3, relative_pos_max_distance=2, relative_vocab_size=8, num_tokens_per_block=4,
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        local_radius=3,
+        relative_pos_max_distance=2,
+        relative_vocab_size=8,
+        num_tokens_per_block=4,
         attention_backend="blocked",
     )
     return EtcModel(config).eval()

@@ -127,9 +127,7 @@ class BigBirdConfig(AcceptsReferenceConfig, PreTrainedConfig):
                 f"{_divisor_near(self.hidden_size, self.num_attention_heads)}."
             )
         if self.attention_type not in ("block_sparse", "original_full"):
-            raise ValueError(
-                f"attention_type must be 'block_sparse' or 'original_full', got {self.attention_type!r}."
-            )
+            raise ValueError(f"attention_type must be 'block_sparse' or 'original_full', got {self.attention_type!r}.")
         if self.block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {self.block_size}.")
         if self.window_blocks < 1 or self.window_blocks % 2 == 0:

@@ -116,9 +116,7 @@ class EtcConfig(AcceptsReferenceConfig, PreTrainedConfig):
         if self.num_tokens_per_block < 1:
             raise ValueError(f"num_tokens_per_block must be >= 1, got {self.num_tokens_per_block}.")
         if self.attention_backend not in ("auto", "blocked", "dense"):
-            raise ValueError(
-                f"attention_backend must be 'auto', 'blocked' or 'dense', got {self.attention_backend!r}."
-            )
+            raise ValueError(f"attention_backend must be 'auto', 'blocked' or 'dense', got {self.attention_backend!r}.")
         if not 0 <= self.cpc_loss_weight <= 1:
             raise ValueError(f"cpc_loss_weight must lie in [0, 1], got {self.cpc_loss_weight}.")
         if self.cpc_temperature <= 0:

@@ -64,14 +64,19 @@ RULES = [
     (_ROOT + r"token_emb_lookup/projection/" + _LINEAR, "embeddings.token_projection.{param}"),
     (_ROOT + r"segment_emb_lookup/embedding_table", "embeddings.segment_embeddings.weight"),
     # the reference creates these outside its model scope, so they have no `etc_document_bert/`
-    (r"(?:etc_document_bert/)?position_emb_lookup_(?P<side>long|global)/embedding_table", "embeddings.{side}_position_embeddings.weight"),
+    (
+        r"(?:etc_document_bert/)?position_emb_lookup_(?P<side>long|global)/embedding_table",
+        "embeddings.{side}_position_embeddings.weight",
+    ),
     (_ROOT + r"(?P<side>long|global)_emb_layer_norm/" + _NORM, "embeddings.{side}_layer_norm.{param}"),
     (
         _LAYERS + r"fused_att_layer_(?P<i>\d+)/fused_global_local_att/(?P<role>\w+?)_projection/linear/" + _LINEAR,
         "layers.{i}.attention.{role}.{param}",
     ),
     (
-        _LAYERS + r"fused_att_layer_(?P<i>\d+)/fused_global_local_att/(?P<side>long|global)_output_projection/" + _LINEAR,
+        _LAYERS
+        + r"fused_att_layer_(?P<i>\d+)/fused_global_local_att/(?P<side>long|global)_output_projection/"
+        + _LINEAR,
         "layers.{i}.attention.{side}_output.{param}",
     ),
     (
@@ -82,10 +87,15 @@ RULES = [
     (_LAYERS + r"fused_att_layer_(?P<i>\d+)/layer_norm_0/" + _NORM, "layers.{i}.long_attention_norm.{param}"),
     (_LAYERS + r"fused_att_layer_(?P<i>\d+)/layer_norm_1/" + _NORM, "layers.{i}.global_attention_norm.{param}"),
     (
-        _LAYERS + r"(?P<ff>(?:long_|global_)?feed_forward)_layer_(?P<i>\d+)/dense_layers/layer_(?P<dense>[01])/" + _LINEAR,
+        _LAYERS
+        + r"(?P<ff>(?:long_|global_)?feed_forward)_layer_(?P<i>\d+)/dense_layers/layer_(?P<dense>[01])/"
+        + _LINEAR,
         "layers.{i}.{ff}.dense_{dense}.{param}",
     ),
-    (_LAYERS + r"(?P<ff>(?:long_|global_)?feed_forward)_layer_(?P<i>\d+)/layer_norm/" + _NORM, "layers.{i}.{ff}.layer_norm.{param}"),
+    (
+        _LAYERS + r"(?P<ff>(?:long_|global_)?feed_forward)_layer_(?P<i>\d+)/layer_norm/" + _NORM,
+        "layers.{i}.{ff}.layer_norm.{param}",
+    ),
 ]
 _PARAM_NAMES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
 _TABLE_NAMES = {"emb": "embedding", "bias": "bias"}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -289,21 +290,30 @@ def sequence_labels(config, logits: torch.Tensor, labels: torch.Tensor) -> torch
     return labels.to(logits.dtype)
 
 
-def takes_inputs(model_inputs: tuple[str, ...], *head_inputs: str):
+def takes_inputs(model_inputs: tuple[str, ...], *head_inputs: str, annotations: Mapping[str, Any] | None = None):
     """Give a head's `forward(self, inputs, <head_inputs>, **kwargs)` the explicit signature of
     its model's inputs plus its own (Trainer keeps only dataset columns named in the signature;
     the model's inputs stay listed in one place, its forward) and `**kwargs`, the loss's keyword
     arguments (Trainer's `num_items_in_batch`). The head gets the model's inputs as one dict;
-    any other argument is a TypeError naming it."""
+    any other argument is a TypeError naming it.
+
+    Type hints: the model's inputs take theirs from `annotations` (name -> annotation, e.g. from
+    the model's forward); the head's own inputs and the return type take the decorated forward's."""
 
     def decorate(forward):
+        own_signature = inspect.signature(forward)
+        hints = dict(annotations or {})
+        hints.update({name: p.annotation for name, p in own_signature.parameters.items() if name in head_inputs})
+        empty = inspect.Parameter.empty
         params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
         params += [
-            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+            inspect.Parameter(
+                name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=hints.get(name, empty)
+            )
             for name in (*model_inputs, *head_inputs)
         ]
         params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
-        signature = inspect.Signature(params)
+        signature = inspect.Signature(params, return_annotation=own_signature.return_annotation)
 
         @functools.wraps(forward)
         def bound_forward(self, *args, **kwargs):
@@ -318,6 +328,11 @@ def takes_inputs(model_inputs: tuple[str, ...], *head_inputs: str):
             return forward(self, inputs, **own, **loss_kwargs)
 
         bound_forward.__signature__ = signature
+        # the published signature's hints (functools.wraps copied the inner forward's, `inputs` included)
+        bound_forward.__annotations__ = {
+            **{p.name: p.annotation for p in params if p.annotation is not empty},
+            **({"return": signature.return_annotation} if signature.return_annotation is not empty else {}),
+        }
         return bound_forward
 
     return decorate

@@ -402,19 +402,19 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        global_prefix_length=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        global_input_ids=None,
-        global_attention_mask=None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        global_prefix_length: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        global_input_ids: torch.LongTensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
         **kwargs,
-    ):
+    ) -> MaskedLMOutput:
         outputs = self.bert(
             input_ids,
             attention_mask,
@@ -469,19 +469,19 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        global_prefix_length=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        global_input_ids=None,
-        global_attention_mask=None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        global_prefix_length: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        global_input_ids: torch.LongTensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
         **kwargs,
-    ):
+    ) -> SequenceClassifierOutput:
         outputs = self.bert(
             input_ids,
             attention_mask,
@@ -530,19 +530,19 @@ class BigBirdForTokenClassification(BigBirdPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        global_prefix_length=None,
-        labels=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        global_input_ids=None,
-        global_attention_mask=None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        global_prefix_length: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        global_input_ids: torch.LongTensor | None = None,
+        global_attention_mask: torch.Tensor | None = None,
         **kwargs,
-    ):
+    ) -> TokenClassifierOutput:
         outputs = self.bert(
             input_ids,
             attention_mask,
@@ -601,18 +601,18 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids=None,
-        attention_mask=None,
-        question_lengths=None,
-        token_type_ids=None,
-        position_ids=None,
-        inputs_embeds=None,
-        start_positions=None,
-        end_positions=None,
-        output_attentions=None,
-        output_hidden_states=None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        question_lengths: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
-    ):
+    ) -> BigBirdQuestionAnsweringOutput:
         r"""
         question_lengths (`torch.LongTensor` of shape `(batch_size,)` or `(batch_size, 1)`, *optional*):
             Tokens `[0, question_length)` are the question (`[CLS]`, question, first `[SEP]`).

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -414,11 +415,15 @@ class EtcModel(EtcPreTrainedModel):
 
 #: the encoder's inputs, forwarded by every head as they are
 ENCODER_INPUTS = tuple(p for p in inspect.signature(EtcModel.forward).parameters if p != "self")
+#: their type hints, as the encoder's forward gives them
+ENCODER_ANNOTATIONS = {
+    name: p.annotation for name, p in inspect.signature(EtcModel.forward).parameters.items() if name != "self"
+}
 
 
 #: a head's `forward(self, inputs, <its own inputs>, **kwargs)` with the explicit signature of the
-#: encoder's inputs plus its own (`longbird_input_checks.takes_inputs`)
-takes_encoder_inputs = functools.partial(takes_inputs, ENCODER_INPUTS)
+#: encoder's inputs plus its own (`longbird_input_checks.takes_inputs`), type hints included
+takes_encoder_inputs = functools.partial(takes_inputs, ENCODER_INPUTS, annotations=ENCODER_ANNOTATIONS)
 
 
 def _head_output(output_class, encoded: EtcModelOutput, **fields):
@@ -459,7 +464,7 @@ class EtcForMaskedLM(EtcPreTrainedModel):
 
     @can_return_tuple
     @takes_encoder_inputs("labels")
-    def forward(self, inputs, labels=None, **kwargs):
+    def forward(self, inputs: dict[str, Any], labels: torch.LongTensor | None = None, **kwargs) -> MaskedLMOutput:
         """`labels` `[B, n_l]`: token ids to predict, -100 where nothing is predicted."""
         encoded = self.etc(**inputs, return_dict=True)
         logits = self.lm_head(encoded.last_hidden_state)
@@ -519,7 +524,14 @@ class EtcForPreTraining(EtcPreTrainedModel):
 
     @can_return_tuple
     @takes_encoder_inputs("labels", "cpc_sentence_mask", "cpc_target_input_ids")
-    def forward(self, inputs, labels=None, cpc_sentence_mask=None, cpc_target_input_ids=None, **kwargs):
+    def forward(
+        self,
+        inputs: dict[str, Any],
+        labels: torch.LongTensor | None = None,
+        cpc_sentence_mask: torch.Tensor | None = None,
+        cpc_target_input_ids: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> EtcForPreTrainingOutput:
         r"""
         labels (`[B, n_l]`): MLM targets, -100 where nothing is predicted.
         cpc_sentence_mask (`[B, n_g]` 0/1): global tokens whose sentences are masked for CPC.
@@ -591,7 +603,9 @@ class EtcForSequenceClassification(EtcPreTrainedModel):
 
     @can_return_tuple
     @takes_encoder_inputs("labels")
-    def forward(self, inputs, labels=None, **kwargs):
+    def forward(
+        self, inputs: dict[str, Any], labels: torch.LongTensor | None = None, **kwargs
+    ) -> SequenceClassifierOutput:
         encoded = self.etc(**inputs, return_dict=True)
         pooled = torch.tanh(self.dense(self.dropout(encoded.global_last_hidden_state[:, 0])))
         logits = self.classifier(self.dropout(pooled))
@@ -620,7 +634,9 @@ class EtcForTokenClassification(EtcPreTrainedModel):
 
     @can_return_tuple
     @takes_encoder_inputs("labels")
-    def forward(self, inputs, labels=None, **kwargs):
+    def forward(
+        self, inputs: dict[str, Any], labels: torch.LongTensor | None = None, **kwargs
+    ) -> TokenClassifierOutput:
         """`labels` `[B, n_l]`: one label per long token, -100 where ignored."""
         encoded = self.etc(**inputs, return_dict=True)
         logits = self.classifier(self.dropout(encoded.last_hidden_state))
@@ -651,7 +667,14 @@ class EtcForQuestionAnswering(EtcPreTrainedModel):
 
     @can_return_tuple
     @takes_encoder_inputs("start_positions", "end_positions", "supporting_fact_labels")
-    def forward(self, inputs, start_positions=None, end_positions=None, supporting_fact_labels=None, **kwargs):
+    def forward(
+        self,
+        inputs: dict[str, Any],
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        supporting_fact_labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> EtcQuestionAnsweringOutput:
         r"""
         start_positions / end_positions (`[B]`): the answer span in long-token positions;
             positions outside the input are ignored.

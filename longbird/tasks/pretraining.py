@@ -65,33 +65,39 @@ _ARTICLE_HEADING = re.compile(r"^ ?= [^=\n][^\n]* = *$", re.MULTILINE)
 @dataclass
 class PretrainingDataArguments(DataArguments):
     text_column: str = field(
-        default="text", metadata={"help": "Column with the text in .json/.jsonl/.csv/.parquet files (text files: each sample)."}
+        default="text",
+        metadata={"help": "Column with the text in .json/.jsonl/.csv/.parquet files (text files: each sample)."},
     )
     sample_by: str = field(
         default="paragraph",
-        metadata={"help": "How .txt/.tokens files are cut into samples: 'paragraph' (at blank lines, whitespace-"
-                          "only ones included; in BERT's sentence-per-line format, documents), 'line', 'document' "
-                          "(the whole file), 'article' (WikiText: at top-level ' = Title = ' headings, which stay "
-                          "in the article). Rows of other formats are samples as they are.",
-                  "choices": SAMPLE_BY},
+        metadata={
+            "help": "How .txt/.tokens files are cut into samples: 'paragraph' (at blank lines, whitespace-"
+            "only ones included; in BERT's sentence-per-line format, documents), 'line', 'document' "
+            "(the whole file), 'article' (WikiText: at top-level ' = Title = ' headings, which stay "
+            "in the article). Rows of other formats are samples as they are.",
+            "choices": SAMPLE_BY,
+        },
     )
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of the tokens to mask and predict."})
-    max_global_length: int = field(
-        default=256, metadata={"help": "ETC: global tokens (sentences) per row, at most."}
-    )
+    max_global_length: int = field(default=256, metadata={"help": "ETC: global tokens (sentences) per row, at most."})
     cpc: bool = field(
-        default=True, metadata={"help": "ETC: contrastive predictive coding on masked sentences besides MLM (--no_cpc: MLM only)."}
+        default=True,
+        metadata={"help": "ETC: contrastive predictive coding on masked sentences besides MLM (--no_cpc: MLM only)."},
     )
     cpc_probability: float = field(
-        default=0.1, metadata={"help": "ETC: share of each row's sentences masked for CPC (at least one per row of 2+ sentences)."}
+        default=0.1,
+        metadata={"help": "ETC: share of each row's sentences masked for CPC (at least one per row of 2+ sentences)."},
     )
     pack: bool = field(
-        default=False, metadata={"help": "ETC: pack several short samples into one row (each keeps its own breakpoints)."}
+        default=False,
+        metadata={"help": "ETC: pack several short samples into one row (each keeps its own breakpoints)."},
     )
     global_token: str = field(
         default="[SENT]",
-        metadata={"help": "ETC, new model: token of the sentence globals (added to the tokenizer if missing). "
-                          "A checkpoint keeps its config's global_token_id."},
+        metadata={
+            "help": "ETC, new model: token of the sentence globals (added to the tokenizer if missing). "
+            "A checkpoint keeps its config's global_token_id."
+        },
     )
 
 
@@ -130,8 +136,11 @@ def load_texts(data_args: PretrainingDataArguments, training_args: TrainingArgum
             continue
         # one file at a time: text files get builder options (sample_by) that other builders reject
         one = dataclasses.replace(
-            data_args, train_file=path if split == "train" else None,
-            validation_file=path if split == "validation" else None, max_train_samples=None, max_eval_samples=None,
+            data_args,
+            train_file=path if split == "train" else None,
+            validation_file=path if split == "validation" else None,
+            max_train_samples=None,
+            max_eval_samples=None,
         )
         is_text = recipe.data_builder(path) == "text"
         column = "text" if is_text else data_args.text_column
@@ -141,8 +150,12 @@ def load_texts(data_args: PretrainingDataArguments, training_args: TrainingArgum
             dataset = dataset.rename_column(column, "text")
         with training_args.main_process_first(desc=f"split {split} samples"):
             if is_text and data_args.sample_by in ("paragraph", "article"):
-                dataset = dataset.map(functools.partial(_split_batch, sample_by=data_args.sample_by), batched=True,
-                                      num_proc=data_args.preprocessing_num_workers, desc=f"{split}: {data_args.sample_by}s")
+                dataset = dataset.map(
+                    functools.partial(_split_batch, sample_by=data_args.sample_by),
+                    batched=True,
+                    num_proc=data_args.preprocessing_num_workers,
+                    desc=f"{split}: {data_args.sample_by}s",
+                )
             dataset = dataset.filter(_nonblank, batched=True, num_proc=data_args.preprocessing_num_workers)
         recipe.require_nonempty(dataset, f"text in {path}", "the file holds only blank lines or empty texts.")
         limit = data_args.max_train_samples if split == "train" else data_args.max_eval_samples
@@ -158,18 +171,20 @@ def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
         bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
         full = tokenizer(probe, add_special_tokens=True)["input_ids"]
         for i in range(len(full) - len(bare) + 1):
-            if bare and full[i:i + len(bare)] == bare:
-                return full[:i], full[i + len(bare):]
+            if bare and full[i : i + len(bare)] == bare:
+                return full[:i], full[i + len(bare) :]
     return [], []
 
 
-def group_texts(batch: dict[str, list], tokenizer, max_seq_length: int,
-                affixes: tuple[list[int], list[int]] = ([], [])) -> dict[str, list]:
+def group_texts(
+    batch: dict[str, list], tokenizer, max_seq_length: int, affixes: tuple[list[int], list[int]] = ([], [])
+) -> dict[str, list]:
     """run_mlm's "group_texts": samples tokenized, joined with [SEP] (the tokenizer's separator)
     and cut into blocks of `max_seq_length` tokens, each `[CLS] ... [SEP]` (`affixes`). The shorter
     last block of each map batch is kept (the collator pads it)."""
-    ids = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False,
-                    return_token_type_ids=False)["input_ids"]
+    ids = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)[
+        "input_ids"
+    ]
     sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     stream: list[int] = []
     for sample in ids:
@@ -181,7 +196,7 @@ def group_texts(batch: dict[str, list], tokenizer, max_seq_length: int,
     inner = max_seq_length - len(prefix) - len(suffix)
     blocks = []
     for start in range(0, len(stream), inner):
-        chunk = stream[start:start + inner]
+        chunk = stream[start : start + inner]
         while chunk and chunk[0] == sep:  # a separator at a block edge adds nothing
             chunk = chunk[1:]
         while chunk and chunk[-1] == sep:
@@ -248,8 +263,9 @@ class _EtcMlmOnlyCollator(EtcPretrainingCollator):
         return batch
 
 
-def make_collator(family: str, tokenizer, data_args: PretrainingDataArguments, pad_to_multiple_of: int | None,
-                  seed: int | None = None):
+def make_collator(
+    family: str, tokenizer, data_args: PretrainingDataArguments, pad_to_multiple_of: int | None, seed: int | None = None
+):
     """The masking collator; `seed` set: a fixed-mask one (evaluation), else torch's global RNG."""
     if family == "mlm":
         return DataCollatorForLanguageModeling(
@@ -257,8 +273,12 @@ def make_collator(family: str, tokenizer, data_args: PretrainingDataArguments, p
         )
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     cls = EtcPretrainingCollator if data_args.cpc else _EtcMlmOnlyCollator
-    return cls(tokenizer=tokenizer, mlm_probability=data_args.mlm_probability,
-               cpc_probability=data_args.cpc_probability if data_args.cpc else 0.0, generator=generator)
+    return cls(
+        tokenizer=tokenizer,
+        mlm_probability=data_args.mlm_probability,
+        cpc_probability=data_args.cpc_probability if data_args.cpc else 0.0,
+        generator=generator,
+    )
 
 
 def preprocess_logits_for_metrics(outputs, labels: torch.Tensor):
@@ -331,8 +351,14 @@ def _check(data_args: PretrainingDataArguments) -> None:
 
 
 def _load_mlm_model(model_args, data_args, training_args, tokenizer):
-    return recipe.load_model(AutoModelForMaskedLM, model_args, tokenizer, do_train=training_args.do_train,
-                             seed=training_args.seed, max_length=data_args.max_seq_length)
+    return recipe.load_model(
+        AutoModelForMaskedLM,
+        model_args,
+        tokenizer,
+        do_train=training_args.do_train,
+        seed=training_args.seed,
+        max_length=data_args.max_seq_length,
+    )
 
 
 def _load_etc_model(model_args, data_args, training_args, tokenizer):
@@ -342,9 +368,14 @@ def _load_etc_model(model_args, data_args, training_args, tokenizer):
         if token not in tokenizer.get_vocab():
             tokenizer.add_special_tokens({"additional_special_tokens": [token]}, replace_extra_special_tokens=False)
         config_kwargs["global_token_id"] = tokenizer.convert_tokens_to_ids(token)
-    model = recipe.load_model(AutoModelForPreTraining, model_args, tokenizer, do_train=training_args.do_train,
-                              seed=training_args.seed,
-                              **config_kwargs)
+    model = recipe.load_model(
+        AutoModelForPreTraining,
+        model_args,
+        tokenizer,
+        do_train=training_args.do_train,
+        seed=training_args.seed,
+        **config_kwargs,
+    )
     limit = getattr(model.config, "max_absolute_position_embeddings", 0)
     if limit and data_args.max_seq_length > limit:
         raise ValueError(
@@ -354,8 +385,9 @@ def _load_etc_model(model_args, data_args, training_args, tokenizer):
     return model
 
 
-def train(model_args: ModelArguments, data_args: PretrainingDataArguments,
-          training_args: TrainingArguments) -> dict[str, float]:
+def train(
+    model_args: ModelArguments, data_args: PretrainingDataArguments, training_args: TrainingArguments
+) -> dict[str, float]:
     """Pretrain (and/or evaluate) a BigBird masked LM or an ETC MLM + CPC model; returns the metrics."""
     _check(data_args)
     family = model_family(model_args)
@@ -369,15 +401,22 @@ def train(model_args: ModelArguments, data_args: PretrainingDataArguments,
     num_proc = data_args.preprocessing_num_workers
     if family == "etc":
         featurizer = EtcFeaturizer(
-            tokenizer, max_length=data_args.max_seq_length, max_global_length=data_args.max_global_length,
-            global_token_id=model.config.global_token_id, pack=data_args.pack,
+            tokenizer,
+            max_length=data_args.max_seq_length,
+            max_global_length=data_args.max_global_length,
+            global_token_id=model.config.global_token_id,
+            pack=data_args.pack,
         )
         preprocess = featurizer.map_function("text")
         what, fix = "ETC rows", "the texts tokenize to nothing; check --text_column and the files."
         pad_to_multiple_of = None
     else:
-        preprocess = functools.partial(group_texts, tokenizer=tokenizer, max_seq_length=data_args.max_seq_length,
-                                       affixes=special_affixes(tokenizer))
+        preprocess = functools.partial(
+            group_texts,
+            tokenizer=tokenizer,
+            max_seq_length=data_args.max_seq_length,
+            affixes=special_affixes(tokenizer),
+        )
         what, fix = "token blocks", "the texts tokenize to nothing; check --text_column and the files."
         block = getattr(model.config, "block_size", None)
         pad_to_multiple_of = block if getattr(model.config, "attention_type", None) == "block_sparse" else None
@@ -387,8 +426,13 @@ def train(model_args: ModelArguments, data_args: PretrainingDataArguments,
         for split, dataset in splits.items():
             if split == "train" and not training_args.do_train or split == "validation" and not training_args.do_eval:
                 continue
-            features[split] = dataset.map(preprocess, batched=True, num_proc=num_proc,
-                                          remove_columns=dataset.column_names, desc=f"{split}: {what}")
+            features[split] = dataset.map(
+                preprocess,
+                batched=True,
+                num_proc=num_proc,
+                remove_columns=dataset.column_names,
+                desc=f"{split}: {what}",
+            )
             extra = [c for c in ("example_index", "example_indices") if c in features[split].column_names]
             if extra:
                 features[split] = features[split].remove_columns(extra)
@@ -406,8 +450,9 @@ def train(model_args: ModelArguments, data_args: PretrainingDataArguments,
         eval_dataset=features.get("validation"),
         processing_class=tokenizer,
         data_collator=make_collator(family, tokenizer, data_args, pad_to_multiple_of),
-        eval_data_collator=functools.partial(make_collator, family, tokenizer, data_args, pad_to_multiple_of,
-                                             seed=training_args.seed),
+        eval_data_collator=functools.partial(
+            make_collator, family, tokenizer, data_args, pad_to_multiple_of, seed=training_args.seed
+        ),
         compute_metrics=functools.partial(compute_metrics, with_cpc=with_cpc) if training_args.do_eval else None,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics if training_args.do_eval else None,
     )

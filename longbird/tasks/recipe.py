@@ -36,7 +36,14 @@ import torch
 import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import StrictDataclassError
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, PreTrainedTokenizerBase, TrainingArguments, set_seed
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    HfArgumentParser,
+    PreTrainedTokenizerBase,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
 import longbird  # noqa: F401  (registers the Auto classes)
@@ -48,12 +55,27 @@ METRICS_DIR = Path(__file__).parent / "metrics"
 CARDS_DIR = Path(__file__).parent.parent / "model_cards"
 
 # file suffix -> `datasets` builder
-_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".txt": "text", ".tokens": "text",
-             ".text": "text", ".parquet": "parquet"}
+_BUILDERS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "text",
+    ".tokens": "text",
+    ".text": "text",
+    ".parquet": "parquet",
+}
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst")
 # config fields the card templates show (longbird/model_cards/*.md)
-_CARD_CONFIG_FIELDS = ("attention_type", "block_size", "window_blocks", "num_random_blocks", "local_radius",
-                       "relative_pos_max_distance", "num_tokens_per_block")
+_CARD_CONFIG_FIELDS = (
+    "attention_type",
+    "block_size",
+    "window_blocks",
+    "num_random_blocks",
+    "local_radius",
+    "relative_pos_max_distance",
+    "num_tokens_per_block",
+)
 
 
 @dataclass
@@ -67,16 +89,20 @@ class ModelArguments:
     )
     config_overrides: str | None = field(
         default=None,
-        metadata={"help": "Config fields for a new model (or changes to a loaded one), e.g. "
-                          "'hidden_size=128,num_hidden_layers=2,block_size=16'."},
+        metadata={
+            "help": "Config fields for a new model (or changes to a loaded one), e.g. "
+            "'hidden_size=128,num_hidden_layers=2,block_size=16'."
+        },
     )
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer folder or Hub id (default: the checkpoint's own)."}
     )
     train_tokenizer: str | None = field(
         default=None,
-        metadata={"help": "Train a new tokenizer on the training data instead of loading one.",
-                  "choices": TOKENIZER_KINDS},
+        metadata={
+            "help": "Train a new tokenizer on the training data instead of loading one.",
+            "choices": TOKENIZER_KINDS,
+        },
     )
     tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of --train_tokenizer."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow checkpoints that carry their own code."})
@@ -88,7 +114,9 @@ class DataArguments:
     validation_file: str | None = field(default=None, metadata={"help": "Evaluation data, same formats."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation examples."})
-    max_seq_length: int = field(default=1024, metadata={"help": "Tokens per model input (longer inputs are cut or split)."})
+    max_seq_length: int = field(
+        default=1024, metadata={"help": "Tokens per model input (longer inputs are cut or split)."}
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
     dataset_name: str | None = field(
         default=None, metadata={"help": "Name of the data for the model card (default: the data file's name)."}
@@ -111,7 +139,7 @@ def parse_args(
 
             values = yaml.safe_load(text)
         if not isinstance(values, dict):
-            raise ValueError(f"{argv[0]} must hold a mapping of argument names to values, e.g. {{\"do_train\": true}}.")
+            raise ValueError(f'{argv[0]} must hold a mapping of argument names to values, e.g. {{"do_train": true}}.')
         parsed = parser.parse_dict(values)
         given = set(values)
     else:
@@ -150,7 +178,11 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
                 f"--{name} {value!r} is not a folder; pass a checkpoint folder (the --output_dir of a run, with "
                 f"config.json) or a Hub id such as 'google/bigbird-roberta-base'."
             )
-    if model_args.model_name_or_path is None and model_args.tokenizer_name is None and model_args.train_tokenizer is None:
+    if (
+        model_args.model_name_or_path is None
+        and model_args.tokenizer_name is None
+        and model_args.train_tokenizer is None
+    ):
         raise ValueError(
             "A new model needs a tokenizer: pass --tokenizer_name (an existing tokenizer) or --train_tokenizer "
             f"{{{','.join(TOKENIZER_KINDS)}}} (train one on --train_file), or start from --model_name_or_path."
@@ -177,8 +209,11 @@ def load_splits(data_args: DataArguments, required: list[str], **builder_kwargs:
     compressed). `required` columns missing from a file raise a ValueError naming the file, the
     columns it has and the flag that picks another column.
     """
-    files = {name: path for name, path in (("train", data_args.train_file), ("validation", data_args.validation_file))
-             if path}
+    files = {
+        name: path
+        for name, path in (("train", data_args.train_file), ("validation", data_args.validation_file))
+        if path
+    }
     splits = datasets.DatasetDict()
     for split, path in files.items():
         builder = data_builder(path)
@@ -194,8 +229,10 @@ def load_splits(data_args: DataArguments, required: list[str], **builder_kwargs:
                 raise ValueError(f"{path} has no examples; check the file.") from None
             raise
         except datasets.exceptions.DatasetGenerationError as error:
-            raise ValueError(f"{path} could not be read as {builder}: {error.__cause__ or error}. Check the file's "
-                             "format (JSON lines need one object per line).") from None
+            raise ValueError(
+                f"{path} could not be read as {builder}: {error.__cause__ or error}. Check the file's "
+                "format (JSON lines need one object per line)."
+            ) from None
         limit = data_args.max_train_samples if split == "train" else data_args.max_eval_samples
         if limit is not None:
             splits[split] = splits[split].select(range(min(limit, len(splits[split]))))
@@ -219,9 +256,16 @@ def data_builder(path: str) -> str:
 def require_columns(dataset: datasets.Dataset, required: list[str], path: str, data_args: Any = None) -> None:
     missing = [c for c in required if c not in dataset.column_names]
     if missing:
-        flags = [f"--{name}" for name, value in vars(data_args or {}).items()
-                 if name.endswith("_column") and value in missing]
-        fix = f"pass {' / '.join(flags)} with your column's name" if flags else "name yours with the matching --*_column flag"
+        flags = [
+            f"--{name}"
+            for name, value in vars(data_args or {}).items()
+            if name.endswith("_column") and value in missing
+        ]
+        fix = (
+            f"pass {' / '.join(flags)} with your column's name"
+            if flags
+            else "name yours with the matching --*_column flag"
+        )
         raise ValueError(
             f"{path} has no column(s) {missing}; it has {dataset.column_names}. Rename the columns in the file, "
             f"or {fix}."
@@ -234,8 +278,9 @@ def require_nonempty(dataset: datasets.Dataset, what: str, fix: str) -> None:
         raise ValueError(f"No {what} left after preprocessing; {fix}")
 
 
-def load_tokenizer(model_args: ModelArguments, texts=None, training_args: TrainingArguments | None = None
-                   ) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    model_args: ModelArguments, texts=None, training_args: TrainingArguments | None = None
+) -> PreTrainedTokenizerBase:
     """The checkpoint's (or --tokenizer_name's) tokenizer, or one trained on `texts` (an iterable of
     strings from the training data) with --train_tokenizer.
 
@@ -287,7 +332,9 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
             start = i + 1
     for part in filter(str.strip, parts):
         if "=" not in part:
-            raise ValueError(f"--config_overrides: {part!r} is not key=value (e.g. 'hidden_size=128,num_hidden_layers=2').")
+            raise ValueError(
+                f"--config_overrides: {part!r} is not key=value (e.g. 'hidden_size=128,num_hidden_layers=2')."
+            )
         key, value = (s.strip() for s in part.split("=", 1))
         try:
             overrides[key] = ast.literal_eval(value)
@@ -296,8 +343,16 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
     return overrides
 
 
-def load_model(auto_class, model_args: ModelArguments, tokenizer, *, do_train: bool, seed: int | None = None,
-               max_length: int | None = None, **config_kwargs: Any):
+def load_model(
+    auto_class,
+    model_args: ModelArguments,
+    tokenizer,
+    *,
+    do_train: bool,
+    seed: int | None = None,
+    max_length: int | None = None,
+    **config_kwargs: Any,
+):
     """A model of `auto_class` (e.g. AutoModelForQuestionAnswering): the checkpoint's, or a new one.
 
     A checkpoint whose architecture has no head of this kind raises (e.g. an ETC checkpoint given
@@ -315,7 +370,9 @@ def load_model(auto_class, model_args: ModelArguments, tokenizer, *, do_train: b
     if model_args.model_name_or_path:
         with _naming_overrides(model_args.config_overrides):
             config = AutoConfig.from_pretrained(
-                model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **config_kwargs,
+                model_args.model_name_or_path,
+                trust_remote_code=model_args.trust_remote_code,
+                **config_kwargs,
                 **overrides,
             )
         _check_override_names(overrides, type(config))
@@ -337,11 +394,18 @@ def load_model(auto_class, model_args: ModelArguments, tokenizer, *, do_train: b
             model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code
         )
     default_positions = getattr(AutoConfig.for_model(model_args.model_type), "max_position_embeddings", None)
-    if max_length and default_positions and max_length > default_positions and "max_position_embeddings" not in overrides:
+    if (
+        max_length
+        and default_positions
+        and max_length > default_positions
+        and "max_position_embeddings" not in overrides
+    ):
         config_kwargs = {**config_kwargs, "max_position_embeddings": max_length}
-    special = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id")
-               for name in ("pad", "bos", "eos", "sep", "cls", "mask")
-               if getattr(tokenizer, f"{name}_token_id", None) is not None}
+    special = {
+        f"{name}_token_id": getattr(tokenizer, f"{name}_token_id")
+        for name in ("pad", "bos", "eos", "sep", "cls", "mask")
+        if getattr(tokenizer, f"{name}_token_id", None) is not None
+    }
     _check_override_names(overrides, type(AutoConfig.for_model(model_args.model_type)))
     with _naming_overrides(model_args.config_overrides):
         config = AutoConfig.for_model(
@@ -358,8 +422,12 @@ def _check_override_names(overrides: dict[str, Any], config_class: type) -> None
     known = {f.name for f in dataclasses.fields(config_class)} | {n for n in dir(config_class) if not n.startswith("_")}
     unknown = [name for name in overrides if name not in known]
     if unknown:
-        hints = [f"{name!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, n=1))
-                 else repr(name) for name in unknown]
+        hints = [
+            f"{name!r} (did you mean {close[0]!r}?)"
+            if (close := difflib.get_close_matches(name, known, n=1))
+            else repr(name)
+            for name in unknown
+        ]
         raise ValueError(
             f"--config_overrides: {config_class.model_type} configs have no field {', '.join(hints)}; see the "
             f"fields of {config_class.__name__}."
@@ -400,7 +468,9 @@ def load_metric(name: str, config_name: str | None = None) -> evaluate.Evaluatio
     offline, unlike `evaluate.load("squad")`/`("rouge")`, which fetch their code from the Hub."""
     path = METRICS_DIR / name
     if not (path / f"{name}.py").is_file():
-        raise ValueError(f"No metric {name!r}; the package has {sorted(p.name for p in METRICS_DIR.iterdir() if p.is_dir())}.")
+        raise ValueError(
+            f"No metric {name!r}; the package has {sorted(p.name for p in METRICS_DIR.iterdir() if p.is_dir())}."
+        )
     return evaluate.load(str(path), config_name, keep_in_memory=True)  # no cache-file locks between ranks
 
 
@@ -431,8 +501,9 @@ class CardInfo:
     tags: list[str] = field(default_factory=list)
 
 
-def train_and_evaluate(trainer: transformers.Trainer, training_args: TrainingArguments, card: CardInfo,
-                       **evaluate_kwargs: Any) -> dict[str, float]:
+def train_and_evaluate(
+    trainer: transformers.Trainer, training_args: TrainingArguments, card: CardInfo, **evaluate_kwargs: Any
+) -> dict[str, float]:
     """Train (resuming if asked), evaluate, save model + tokenizer + metrics + model card, push if asked."""
     metrics: dict[str, float] = {}
     if training_args.do_train:
@@ -457,40 +528,79 @@ def train_and_evaluate(trainer: transformers.Trainer, training_args: TrainingArg
         trainer.push_to_hub()  # writes Trainer's generic card over ours: put ours back, here and on the Hub
         if model_card is not None:
             model_card.save(os.path.join(training_args.output_dir, "README.md"))
-            model_card.push_to_hub(trainer.hub_model_id, token=training_args.hub_token,
-                                   commit_message="Model card with the evaluation results")
+            model_card.push_to_hub(
+                trainer.hub_model_id,
+                token=training_args.hub_token,
+                commit_message="Model card with the evaluation results",
+            )
     return metrics
 
 
-def write_model_card(model, output_dir: str, card: CardInfo, metrics: dict[str, float],
-                     training_args: TrainingArguments | None = None) -> ModelCard:
+def write_model_card(
+    model, output_dir: str, card: CardInfo, metrics: dict[str, float], training_args: TrainingArguments | None = None
+) -> ModelCard:
     """README.md in `output_dir`: the package's template for the model type, a `model-index` with
     the evaluation results, the data, the hyperparameters and the command that made it."""
     results = [
-        EvalResult(task_type=card.task_type, dataset_type=card.dataset_type or card.dataset_name,
-                   dataset_name=card.dataset_name, dataset_split="validation", metric_type=hub_type,
-                   metric_name=key, metric_value=round(float(metrics[f"eval_{key}"]), 4))
-        for key, hub_type in card.metrics.items() if f"eval_{key}" in metrics
+        EvalResult(
+            task_type=card.task_type,
+            dataset_type=card.dataset_type or card.dataset_name,
+            dataset_name=card.dataset_name,
+            dataset_split="validation",
+            metric_type=hub_type,
+            metric_name=key,
+            metric_value=round(float(metrics[f"eval_{key}"]), 4),
+        )
+        for key, hub_type in card.metrics.items()
+        if f"eval_{key}" in metrics
     ]
     model_id = os.path.basename(os.path.abspath(output_dir))
     data = ModelCardData(
-        license="apache-2.0", library_name="transformers", pipeline_tag=card.task_type,
-        tags=["longbird", "long-context", model.config.model_type, *card.tags], model_name=model_id,
-        datasets=[card.dataset_type] if card.dataset_type else None, eval_results=results or None,
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag=card.task_type,
+        tags=["longbird", "long-context", model.config.model_type, *card.tags],
+        model_name=model_id,
+        datasets=[card.dataset_type] if card.dataset_type else None,
+        eval_results=results or None,
     )
-    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items()))
+    rows = "\n".join(
+        f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items())
+    )
     details = [f"Data: {card.dataset_name}.", "", "| metric | value |", "|---|---|", rows, ""]
     if training_args is not None:
-        details += ["Hyperparameters: " + ", ".join(
-            f"{name} {getattr(training_args, name)}" for name in (
-                "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-                "gradient_accumulation_steps", "weight_decay", "warmup_steps", "seed")), ""]
-    details += ["Made with:", "", "```", shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]), "```",
-                "", f"transformers {transformers.__version__}, datasets {datasets.__version__}."]
+        details += [
+            "Hyperparameters: "
+            + ", ".join(
+                f"{name} {getattr(training_args, name)}"
+                for name in (
+                    "learning_rate",
+                    "num_train_epochs",
+                    "max_steps",
+                    "per_device_train_batch_size",
+                    "gradient_accumulation_steps",
+                    "weight_decay",
+                    "warmup_steps",
+                    "seed",
+                )
+            ),
+            "",
+        ]
+    details += [
+        "Made with:",
+        "",
+        "```",
+        shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
+        "```",
+        "",
+        f"transformers {transformers.__version__}, datasets {datasets.__version__}.",
+    ]
     template = CARDS_DIR / f"{model.config.model_type}.md"
     fields = {"model_id": model_id, "training_details": "\n".join(details)}
     config = model.config
-    fields.update({name: getattr(config, name) for name in _CARD_CONFIG_FIELDS if getattr(config, name, None) is not None})
+    fields.update(
+        {name: getattr(config, name) for name in _CARD_CONFIG_FIELDS if getattr(config, name, None) is not None}
+    )
     fields["max_length"] = getattr(config, "max_position_embeddings", None) or 4096
     if card.intended_use:
         fields["intended_use"] = card.intended_use

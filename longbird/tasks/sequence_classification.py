@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from transformers import AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
 
 from longbird.tasks import recipe
 from longbird.tokenization import EtcDataCollator, EtcFeaturizer
@@ -29,7 +35,9 @@ class ClassificationDataArguments(recipe.DataArguments):
     text_pair_column: str | None = field(default=None, metadata={"help": "Optional second text of each pair."})
     label_column: str = field(
         default="label",
-        metadata={"help": "Label column; a list-valued column, or several comma-separated 0/1 columns, is multi-label."},
+        metadata={
+            "help": "Label column; a list-valued column, or several comma-separated 0/1 columns, is multi-label."
+        },
     )
 
 
@@ -96,7 +104,7 @@ def _check_label_values(split, scheme: LabelScheme, name: str) -> None:
         values = {v for row in split[scheme.columns[0]] for v in row}
     else:
         values = {v for c in scheme.columns for v in split[c]}
-    if not values <= {0, 1, 0.0, 1.0, True, False}:
+    if not values <= {0, 1}:
         raise ValueError(f"{name} data: multi-label targets must be 0/1, found {sorted(map(str, values))[:5]}.")
 
 
@@ -107,7 +115,9 @@ def preprocess(splits, tokenizer, model, scheme: LabelScheme, data_args: Classif
     featurizer = None
     if is_etc:
         featurizer = EtcFeaturizer(
-            tokenizer, max_length=data_args.max_seq_length, overflow="truncate",
+            tokenizer,
+            max_length=data_args.max_seq_length,
+            overflow="truncate",
             max_global_length=max(1, data_args.max_seq_length // model.config.num_tokens_per_block),
             global_token_id=model.config.global_token_id,
             fixed_block_size=model.config.num_tokens_per_block if is_dna else None,
@@ -116,8 +126,11 @@ def preprocess(splits, tokenizer, model, scheme: LabelScheme, data_args: Classif
     def encode(batch: dict[str, list]) -> dict[str, list]:
         texts = [str(t) for t in batch[data_args.text_column]]
         if featurizer is not None:
-            rows = featurizer(texts if data_args.text_pair_column is None else
-                              [f"{a}\n\n{b}" for a, b in zip(texts, batch[data_args.text_pair_column])])
+            rows = featurizer(
+                texts
+                if data_args.text_pair_column is None
+                else [f"{a}\n\n{b}" for a, b in zip(texts, batch[data_args.text_pair_column])]
+            )
             targets = scheme.targets(batch)
             rows["labels"] = [targets[i] for i in rows.pop("example_index")]
             return rows
@@ -130,11 +143,15 @@ def preprocess(splits, tokenizer, model, scheme: LabelScheme, data_args: Classif
     with training_args.main_process_first(desc="tokenize"):
         for name, split in splits.items():
             features[name] = split.map(
-                encode, batched=True, remove_columns=split.column_names,
-                num_proc=data_args.preprocessing_num_workers, desc=f"tokenize {name}",
+                encode,
+                batched=True,
+                remove_columns=split.column_names,
+                num_proc=data_args.preprocessing_num_workers,
+                desc=f"tokenize {name}",
             )
             recipe.require_nonempty(
-                features[name], f"{name} examples",
+                features[name],
+                f"{name} examples",
                 f"every {data_args.text_column!r} value was empty or tokenized to nothing; check the column.",
             )
     collator = EtcDataCollator(tokenizer=tokenizer) if is_etc else DataCollatorWithPadding(tokenizer)
@@ -157,27 +174,46 @@ def compute_metrics_for(scheme: LabelScheme):
     return compute_metrics
 
 
-def train(model_args: recipe.ModelArguments, data_args: ClassificationDataArguments,
-          training_args: TrainingArguments) -> dict[str, float]:
+def train(
+    model_args: recipe.ModelArguments, data_args: ClassificationDataArguments, training_args: TrainingArguments
+) -> dict[str, float]:
     """Fine-tune (or train from scratch) a classifier; returns the train/eval metrics."""
-    splits = recipe.load_splits(data_args, required=[data_args.text_column, *_label_columns(data_args),
-                                                    *([data_args.text_pair_column] if data_args.text_pair_column else [])])
+    splits = recipe.load_splits(
+        data_args,
+        required=[
+            data_args.text_column,
+            *_label_columns(data_args),
+            *([data_args.text_pair_column] if data_args.text_pair_column else []),
+        ],
+    )
     texts = (str(t) for t in splits["train"][data_args.text_column]) if "train" in splits else None
     tokenizer = recipe.load_tokenizer(model_args, texts=texts, training_args=training_args)
-    saved = (AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
-             if model_args.model_name_or_path else None)
+    saved = (
+        AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+        if model_args.model_name_or_path
+        else None
+    )
     scheme = label_scheme(splits, data_args, saved_label2id=getattr(saved, "label2id", None))
     model = recipe.load_model(
-        AutoModelForSequenceClassification, model_args, tokenizer, do_train=training_args.do_train, seed=training_args.seed,
+        AutoModelForSequenceClassification,
+        model_args,
+        tokenizer,
+        do_train=training_args.do_train,
+        seed=training_args.seed,
         max_length=data_args.max_seq_length,
         num_labels=scheme.num_labels,
         problem_type="multi_label_classification" if scheme.multi_label else "single_label_classification",
-        id2label=dict(enumerate(scheme.names)), label2id={n: i for i, n in enumerate(scheme.names)},
+        id2label=dict(enumerate(scheme.names)),
+        label2id={n: i for i, n in enumerate(scheme.names)},
     )
     features, collator = preprocess(splits, tokenizer, model, scheme, data_args, training_args)
     trainer = Trainer(
-        model=model, args=training_args, train_dataset=features.get("train"),
-        eval_dataset=features.get("validation"), processing_class=tokenizer, data_collator=collator,
+        model=model,
+        args=training_args,
+        train_dataset=features.get("train"),
+        eval_dataset=features.get("validation"),
+        processing_class=tokenizer,
+        data_collator=collator,
         compute_metrics=compute_metrics_for(scheme),
     )
     card = recipe.CardInfo(
@@ -185,10 +221,12 @@ def train(model_args: recipe.ModelArguments, data_args: ClassificationDataArgume
         **recipe.card_dataset(data_args),
         metrics={"accuracy": "accuracy", "f1": "f1", "auroc": "roc_auc"},
         tags=["multi-label"] if scheme.multi_label else [],
-        intended_use=(f"{'Multi-label' if scheme.multi_label else 'Single-label'} sequence classification of "
-                      f"{data_args.text_column!r} into {scheme.num_labels} labels ({', '.join(scheme.names[:10])}"
-                      f"{', ...' if scheme.num_labels > 10 else ''}), trained as described below; check it on your "
-                      "own data before relying on it."),
+        intended_use=(
+            f"{'Multi-label' if scheme.multi_label else 'Single-label'} sequence classification of "
+            f"{data_args.text_column!r} into {scheme.num_labels} labels ({', '.join(scheme.names[:10])}"
+            f"{', ...' if scheme.num_labels > 10 else ''}), trained as described below; check it on your "
+            "own data before relying on it."
+        ),
     )
     return recipe.train_and_evaluate(trainer, training_args, card)
 

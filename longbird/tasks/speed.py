@@ -65,8 +65,7 @@ def run(lengths=DEFAULT_LENGTHS, hidden: int = 768, layers: int = 4, repeats: in
                 }
             )
             print(
-                f"{length:>7} {attention_type:>14} {seconds:8.2f} s {length / seconds:10.0f} tok/s "
-                f"{peak_mib:9.0f} MiB",
+                f"{length:>7} {attention_type:>14} {seconds:8.2f} s {length / seconds:10.0f} tok/s {peak_mib:9.0f} MiB",
                 flush=True,
             )
     return rows

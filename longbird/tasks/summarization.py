@@ -84,13 +84,17 @@ CARD_METRICS = {"rouge1": "rouge", "rouge2": "rouge", "rougeL": "rouge", "rougeL
 class SummarizationDataArguments(DataArguments):
     text_column: str | None = field(
         default=None,
-        metadata={"help": "Column with the documents (a string or a list of strings, joined with spaces). Default: "
-                          f"the first of {', '.join(TEXT_COLUMNS)} in the file."},
+        metadata={
+            "help": "Column with the documents (a string or a list of strings, joined with spaces). Default: "
+            f"the first of {', '.join(TEXT_COLUMNS)} in the file."
+        },
     )
     summary_column: str | None = field(
         default=None,
-        metadata={"help": "Column with the reference summaries (a string, or a list: train on the first, score "
-                          f"against all). Default: the first of {', '.join(SUMMARY_COLUMNS)} in the file."},
+        metadata={
+            "help": "Column with the reference summaries (a string, or a list: train on the first, score "
+            f"against all). Default: the first of {', '.join(SUMMARY_COLUMNS)} in the file."
+        },
     )
     max_seq_length: int = field(
         default=4096, metadata={"help": "Document tokens fed to the encoder (longer documents are truncated)."}
@@ -105,8 +109,11 @@ class SummarizationDataArguments(DataArguments):
     rouge_use_stemmer: bool = field(default=True, metadata={"help": "Porter-stem words before ROUGE matching."})
     etc_global_input: str = field(
         default="sentences",
-        metadata={"help": "ETC encoders only: 'sentences' (one global token per sentence, EtcFeaturizer) or "
-                          "'fixed_blocks' (the encoder's own fixed-block globals).", "choices": ETC_GLOBAL_INPUTS},
+        metadata={
+            "help": "ETC encoders only: 'sentences' (one global token per sentence, EtcFeaturizer) or "
+            "'fixed_blocks' (the encoder's own fixed-block globals).",
+            "choices": ETC_GLOBAL_INPUTS,
+        },
     )
     max_global_length: int = field(
         default=256, metadata={"help": "ETC encoders with sentence globals: global tokens (sentences) per document."}
@@ -176,7 +183,9 @@ def resolve_columns(dataset, path: str, data_args: SummarizationDataArguments) -
             )
         chosen.append(found[0])
     if chosen[0] == chosen[1]:
-        raise ValueError(f"{path}: --text_column and --summary_column are both {chosen[0]!r}; pass two different columns.")
+        raise ValueError(
+            f"{path}: --text_column and --summary_column are both {chosen[0]!r}; pass two different columns."
+        )
     return chosen[0], chosen[1]
 
 
@@ -248,8 +257,14 @@ def prepare_model(model_args: ModelArguments, data_args: SummarizationDataArgume
             "forced_eos_token_id": tokenizer.eos_token_id,
             "max_position_embeddings": max(4096, data_args.max_seq_length, data_args.max_target_length),
         }
-    model = recipe.load_model(AutoModelForSeq2SeqLM, model_args, tokenizer, do_train=training_args.do_train,
-                              seed=training_args.seed, **config_kwargs)
+    model = recipe.load_model(
+        AutoModelForSeq2SeqLM,
+        model_args,
+        tokenizer,
+        do_train=training_args.do_train,
+        seed=training_args.seed,
+        **config_kwargs,
+    )
     config = model.config
     if not getattr(config, "is_encoder_decoder", False):
         raise ValueError(f"{type(model).__name__} is not an encoder-decoder; summarization needs one.")
@@ -280,8 +295,9 @@ def prepare_model(model_args: ModelArguments, data_args: SummarizationDataArgume
 def train(model_args: ModelArguments, data_args: SummarizationDataArguments, training_args) -> dict[str, float]:
     """Train and/or evaluate; returns the metrics (train_*, eval_loss, eval_rouge1, ...)."""
     if data_args.max_target_length < 2:
-        raise ValueError(f"--max_target_length must be at least 2 (a token and the end token), got "
-                         f"{data_args.max_target_length}.")
+        raise ValueError(
+            f"--max_target_length must be at least 2 (a token and the end token), got {data_args.max_target_length}."
+        )
     if data_args.num_beams is not None:
         if data_args.num_beams < 1:
             raise ValueError(f"--num_beams must be at least 1, got {data_args.num_beams}.")
@@ -306,13 +322,18 @@ def train(model_args: ModelArguments, data_args: SummarizationDataArguments, tra
     for name in ("decoder_start_token_id", "eos_token_id", "pad_token_id"):
         setattr(generation, name, getattr(model.config, name))
 
-    use_etc_structure = (getattr(model.config, "encoder_type", None) == "etc"
-                         and data_args.etc_global_input == "sentences")
+    use_etc_structure = (
+        getattr(model.config, "encoder_type", None) == "etc" and data_args.etc_global_input == "sentences"
+    )
     featurizer = None
     if use_etc_structure:
         featurizer = EtcFeaturizer(
-            tokenizer, max_length=data_args.max_seq_length, max_global_length=data_args.max_global_length,
-            global_token_id=model.get_encoder().etc.config.global_token_id, overflow="truncate", skip_empty=False,
+            tokenizer,
+            max_length=data_args.max_seq_length,
+            max_global_length=data_args.max_global_length,
+            global_token_id=model.get_encoder().etc.config.global_token_id,
+            overflow="truncate",
+            skip_empty=False,
         )
     eos = model.config.eos_token_id
     eos = eos[0] if isinstance(eos, (list, tuple)) else eos
@@ -320,15 +341,23 @@ def train(model_args: ModelArguments, data_args: SummarizationDataArguments, tra
     def preprocess(batch, text_column, summary_column):
         targets = [as_references(value)[0] for value in batch[summary_column]]
         if featurizer is not None:
-            features = featurizer([as_parts(v) if isinstance(v, (list, tuple)) else as_text(v) for v in batch[text_column]])
+            features = featurizer(
+                [as_parts(v) if isinstance(v, (list, tuple)) else as_text(v) for v in batch[text_column]]
+            )
             for key in ("example_index", "offset_mapping", "global_offset_mapping"):
                 features.pop(key, None)
         else:
-            features = dict(tokenizer([as_text(value) for value in batch[text_column]],
-                                      max_length=data_args.max_seq_length, truncation=True,
-                                      return_token_type_ids=False))
-        label_ids = tokenizer(targets, add_special_tokens=False, truncation=True,
-                              max_length=data_args.max_target_length - 1)["input_ids"]
+            features = dict(
+                tokenizer(
+                    [as_text(value) for value in batch[text_column]],
+                    max_length=data_args.max_seq_length,
+                    truncation=True,
+                    return_token_type_ids=False,
+                )
+            )
+        label_ids = tokenizer(
+            targets, add_special_tokens=False, truncation=True, max_length=data_args.max_target_length - 1
+        )["input_ids"]
         features["labels"] = [ids + [eos] for ids in label_ids]
         return features
 
@@ -339,23 +368,30 @@ def train(model_args: ModelArguments, data_args: SummarizationDataArguments, tra
         with training_args.main_process_first(desc=f"{split}: tokenize"):
             before = len(dataset)
             dataset = dataset.filter(
-                _has_document_and_summary, fn_kwargs={"text_column": text_column, "summary_column": summary_column},
-                num_proc=data_args.preprocessing_num_workers, desc=f"{split}: drop empty examples",
+                _has_document_and_summary,
+                fn_kwargs={"text_column": text_column, "summary_column": summary_column},
+                num_proc=data_args.preprocessing_num_workers,
+                desc=f"{split}: drop empty examples",
             )
             if len(dataset) < before:
-                logger.warning(f"{paths[split]}: dropped {before - len(dataset)} of {before} examples with an empty "
-                               f"{text_column!r} or {summary_column!r}.")
+                logger.warning(
+                    f"{paths[split]}: dropped {before - len(dataset)} of {before} examples with an empty "
+                    f"{text_column!r} or {summary_column!r}."
+                )
             recipe.require_nonempty(
-                dataset, f"{split} examples in {paths[split]}",
-                f"every example has an empty {text_column!r} (--text_column) or {summary_column!r} "
-                "(--summary_column).",
+                dataset,
+                f"{split} examples in {paths[split]}",
+                f"every example has an empty {text_column!r} (--text_column) or {summary_column!r} (--summary_column).",
             )
             if split == "validation":
                 references = [as_references(value) for value in dataset[summary_column]]
             processed[split] = dataset.map(
-                preprocess, batched=True, remove_columns=dataset.column_names,
+                preprocess,
+                batched=True,
+                remove_columns=dataset.column_names,
                 fn_kwargs={"text_column": text_column, "summary_column": summary_column},
-                num_proc=data_args.preprocessing_num_workers, desc=f"{split}: tokenize",
+                num_proc=data_args.preprocessing_num_workers,
+                desc=f"{split}: tokenize",
             )
 
     if featurizer is not None:
@@ -396,8 +432,8 @@ def train(model_args: ModelArguments, data_args: SummarizationDataArguments, tra
         task_type="summarization",
         **recipe.card_dataset(data_args),
         metrics=CARD_METRICS,
-        intended_use="Abstractive summarization of long documents (`pipeline(\"long-summarization\")` after "
-                     "`import longbird`).",
+        intended_use='Abstractive summarization of long documents (`pipeline("long-summarization")` after '
+        "`import longbird`).",
         tags=["summarization"],
     )
     return recipe.train_and_evaluate(trainer, training_args, card=card)

@@ -24,11 +24,12 @@ evaluate's "f1". AUROC is NaN when the references hold a single class.
 import datasets
 import evaluate
 import numpy as np
-from sklearn.metrics import accuracy_score
-from sklearn.metrics import f1_score
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-AVERAGES = {"single-label": ("binary", "micro", "macro", "weighted"), "multi-label": ("micro", "macro", "weighted", "samples")}
+AVERAGES = {
+    "single-label": ("binary", "micro", "macro", "weighted"),
+    "multi-label": ("micro", "macro", "weighted", "samples"),
+}
 
 
 class Classification(evaluate.Metric):
@@ -39,24 +40,38 @@ class Classification(evaluate.Metric):
         else:
             # a row of scores per example, else one class id (float32 holds every id exactly, and a
             # non-integer value is reported instead of being truncated to an id)
-            features = [{"predictions": scores, "references": datasets.Value("int32")},
-                        {"predictions": datasets.Value("float32"), "references": datasets.Value("int32")}]
+            features = [
+                {"predictions": scores, "references": datasets.Value("int32")},
+                {"predictions": datasets.Value("float32"), "references": datasets.Value("int32")},
+            ]
         return evaluate.MetricInfo(
-            description=__doc__, citation="", inputs_description=__doc__,
+            description=__doc__,
+            citation="",
+            inputs_description=__doc__,
             features=[datasets.Features(f) for f in features],
         )
 
-    def _compute(self, predictions, references, scores_are_probabilities: bool = False, average: str | None = None,
-                 prediction_scores=None):
+    def _compute(
+        self,
+        predictions,
+        references,
+        scores_are_probabilities: bool = False,
+        average: str | None = None,
+        prediction_scores=None,
+    ):
         kind = "multi-label" if self.config_name == "multilabel" else "single-label"
         if average is not None and average not in AVERAGES[kind]:
-            raise ValueError(f"average={average!r} is not an F1 average for {kind} predictions; "
-                             f"use one of {AVERAGES[kind]} (or leave it unset)")
+            raise ValueError(
+                f"average={average!r} is not an F1 average for {kind} predictions; "
+                f"use one of {AVERAGES[kind]} (or leave it unset)"
+            )
         predictions = np.asarray(predictions, dtype=np.float64)
         labels = np.asarray(references)
         extra = None if prediction_scores is None else np.asarray(prediction_scores, dtype=np.float64)
         if extra is not None and len(extra) != len(labels):
-            raise ValueError(f"prediction_scores has {len(extra)} rows for {len(labels)} references; pass one per example")
+            raise ValueError(
+                f"prediction_scores has {len(extra)} rows for {len(labels)} references; pass one per example"
+            )
         if kind == "multi-label":
             return _multilabel(predictions, labels, extra, scores_are_probabilities, average or "micro")
         return _single_label(predictions, labels, extra, scores_are_probabilities, average)
@@ -73,15 +88,22 @@ def _single_label(predictions, labels, extra, scores_are_probabilities, average)
             )
         predicted = predictions.astype(int)
         scores = extra
-        num_classes = (scores.shape[1] if scores is not None and scores.ndim == 2
-                       else max(2, int(max(predicted.max(), labels.max())) + 1))
+        num_classes = (
+            scores.shape[1]
+            if scores is not None and scores.ndim == 2
+            else max(2, int(max(predicted.max(), labels.max())) + 1)
+        )
         if scores is not None and scores.ndim == 1 and num_classes != 2:
-            raise ValueError(f"prediction_scores: one score per example is the class-1 score of two classes, but "
-                             f"there are {num_classes} classes; pass one row of class scores per example")
+            raise ValueError(
+                f"prediction_scores: one score per example is the class-1 score of two classes, but "
+                f"there are {num_classes} classes; pass one row of class scores per example"
+            )
     else:
         if extra is not None:
-            raise ValueError("prediction_scores: the predictions already are class scores (one row per example); "
-                             "pass class ids as predictions to give scores separately")
+            raise ValueError(
+                "prediction_scores: the predictions already are class scores (one row per example); "
+                "pass class ids as predictions to give scores separately"
+            )
         scores, predicted, num_classes = predictions, predictions.argmax(-1), predictions.shape[1]
     binary = num_classes == 2
     result = {
@@ -95,24 +117,33 @@ def _single_label(predictions, labels, extra, scores_are_probabilities, average)
             result["auroc"] = float(roc_auc_score(labels, scores if scores.ndim == 1 else scores[:, 1]))
         else:
             probabilities = scores if scores_are_probabilities else _softmax(scores)
-            result["auroc"] = float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro",
-                                                  labels=list(range(num_classes))))
+            result["auroc"] = float(
+                roc_auc_score(
+                    labels, probabilities, multi_class="ovr", average="macro", labels=list(range(num_classes))
+                )
+            )
     return result
 
 
 def _multilabel(predictions, labels, extra, scores_are_probabilities, average):
     if predictions.shape != labels.shape:
-        raise ValueError(f"predictions have shape {predictions.shape} but references {labels.shape}; "
-                         "pass one row per example with one entry per label")
+        raise ValueError(
+            f"predictions have shape {predictions.shape} but references {labels.shape}; "
+            "pass one row per example with one entry per label"
+        )
     if extra is not None and extra.shape != labels.shape:
-        raise ValueError(f"prediction_scores have shape {extra.shape} but references {labels.shape}; "
-                         "pass one row of label scores per example")
+        raise ValueError(
+            f"prediction_scores have shape {extra.shape} but references {labels.shape}; "
+            "pass one row of label scores per example"
+        )
     if np.isin(predictions, (0.0, 1.0)).all():  # 0/1 decisions (multi-hot)
         predicted, scores = predictions.astype(int), extra
     else:
         if extra is not None:
-            raise ValueError("prediction_scores: the predictions already are scores; pass 0/1 decisions as "
-                             "predictions to give scores separately")
+            raise ValueError(
+                "prediction_scores: the predictions already are scores; pass 0/1 decisions as "
+                "predictions to give scores separately"
+            )
         predicted, scores = (predictions > (0.5 if scores_are_probabilities else 0.0)).astype(int), predictions
     result = {
         "accuracy": float((predicted == labels).mean()),
@@ -120,7 +151,9 @@ def _multilabel(predictions, labels, extra, scores_are_probabilities, average):
     }
     if scores is not None:
         both = [j for j in range(labels.shape[1]) if 0 < labels[:, j].sum() < len(labels)]
-        result["auroc"] = float(roc_auc_score(labels[:, both], scores[:, both], average="macro")) if both else float("nan")
+        result["auroc"] = (
+            float(roc_auc_score(labels[:, both], scores[:, both], average="macro")) if both else float("nan")
+        )
         result["auroc_labels"] = len(both)
     return result
 

@@ -92,8 +92,16 @@ class Rouge(evaluate.Metric):
             reference_urls=["https://aclanthology.org/W04-1013", "https://pypi.org/project/rouge-score/"],
         )
 
-    def _compute(self, predictions, references, rouge_types=None, use_stemmer=False, use_aggregator=True,
-                 tokenizer=None, measure="fmeasure"):
+    def _compute(
+        self,
+        predictions,
+        references,
+        rouge_types=None,
+        use_stemmer=False,
+        use_aggregator=True,
+        tokenizer=None,
+        measure="fmeasure",
+    ):
         if rouge_types is None:
             rouge_types = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
         if isinstance(rouge_types, str):

@@ -56,15 +56,17 @@ class Squad(evaluate.Metric):
             description=__doc__,
             citation="Rajpurkar et al. (2016), SQuAD: 100,000+ Questions for Machine Comprehension of Text.",
             inputs_description=__doc__,
-            features=datasets.Features({
-                "predictions": {"id": datasets.Value("string"), "prediction_text": datasets.Value("string")},
-                "references": {
-                    "id": datasets.Value("string"),
-                    "answers": datasets.Sequence(
-                        {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
-                    ),
-                },
-            }),
+            features=datasets.Features(
+                {
+                    "predictions": {"id": datasets.Value("string"), "prediction_text": datasets.Value("string")},
+                    "references": {
+                        "id": datasets.Value("string"),
+                        "answers": datasets.Sequence(
+                            {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
+                        ),
+                    },
+                }
+            ),
         )
 
     def _compute(self, predictions, references):
