@@ -23,6 +23,7 @@ from transformers.models.bigbird_pegasus import modeling_bigbird_pegasus as refe
 
 from ..configuration.configuration_longbird_bigbird_pegasus import BigBirdPegasusConfig
 from ..configuration.configuration_longbird_etc import EtcConfig
+from ..tokenization.etc_inputs import ETC_STRUCTURE_INPUTS
 from .longbird_block_graph import layer_graphs, make_layout, sparse_pattern, strip_attention, to_internal
 from .longbird_input_checks import ValueChecks, check_inputs, table_size
 from .modeling_longbird_bigbird import BigBirdSelfAttention, activation
@@ -216,16 +217,8 @@ class EtcPegasusEncoder(nn.Module):
         )
 
 
-#: structure inputs an ETC encoder takes beside input_ids/attention_mask
-ETC_ENCODER_INPUTS = (
-    "token_type_ids",
-    "global_input_ids",
-    "global_attention_mask",
-    "global_token_type_ids",
-    "long_breakpoints",
-    "global_breakpoints",
-    "sentence_ids",
-)
+#: structure inputs an ETC encoder takes beside input_ids/attention_mask (named once, in etc_inputs)
+ETC_ENCODER_INPUTS = ETC_STRUCTURE_INPUTS
 
 
 def build_encoder(config: BigBirdPegasusConfig) -> nn.Module:

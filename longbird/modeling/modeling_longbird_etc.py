@@ -351,41 +351,17 @@ class EtcModel(EtcPreTrainedModel):
             Flexible masking: any of the graph's pieces, as the reference defines them (l2l in
             window layout `[B, n_l, 2 * local_radius + 1]`); they replace the built ones.
         """
+        # every input goes to prepare_inputs by name (the first statement: nothing else is local yet)
+        given = {name: value for name, value in locals().items() if name != "self"}
         config = self.config
+        output_attentions = given.pop("output_attentions")
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = given.pop("output_hidden_states")
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        inputs = prepare_inputs(
-            config,
-            vocab_size=table_size(self.embeddings.token_embeddings, config),
-            input_ids=input_ids,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            global_input_ids=global_input_ids,
-            global_inputs_embeds=global_inputs_embeds,
-            global_attention_mask=global_attention_mask,
-            global_token_type_ids=global_token_type_ids,
-            long_breakpoints=long_breakpoints,
-            global_breakpoints=global_breakpoints,
-            sentence_ids=sentence_ids,
-            position_ids=position_ids,
-            global_position_ids=global_position_ids,
-            l2l_att_mask=l2l_att_mask,
-            g2g_att_mask=g2g_att_mask,
-            l2g_att_mask=l2g_att_mask,
-            g2l_att_mask=g2l_att_mask,
-            l2l_relative_att_ids=l2l_relative_att_ids,
-            g2g_relative_att_ids=g2g_relative_att_ids,
-            l2g_relative_att_ids=l2g_relative_att_ids,
-            g2l_relative_att_ids=g2l_relative_att_ids,
-        )
+        inputs = prepare_inputs(config, vocab_size=table_size(self.embeddings.token_embeddings, config), **given)
         long = self.embeddings(inputs.input_ids, inputs_embeds, inputs.token_type_ids, position_ids, is_global=False)
-        global_ = self.embeddings(
-            inputs.global_input_ids,
-            global_inputs_embeds,
-            inputs.global_token_type_ids,
-            global_position_ids,
-            is_global=True,
+        global_ = self.embeddings(  # the global input (is_global=True)
+            inputs.global_input_ids, global_inputs_embeds, inputs.global_token_type_ids, global_position_ids, True
         )
         all_long = (long,) if output_hidden_states else None
         all_global = (global_,) if output_hidden_states else None
