@@ -290,6 +290,18 @@ def sequence_labels(config, logits: torch.Tensor, labels: torch.Tensor) -> torch
     return labels.to(logits.dtype)
 
 
+def sequence_classification_loss(model, logits: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
+    """transformers' loss for the head's problem type (`model.loss_function`), on checked labels.
+
+    MSE and BCE are means over the batch whatever `num_items_in_batch` says, so under gradient
+    accumulation they are scaled to this batch's share, as transformers' cross-entropy already is."""
+    labels = sequence_labels(model.config, logits, labels)
+    loss = model.loss_function(labels, logits, model.config, **kwargs)
+    if model.config.problem_type != "single_label_classification" and kwargs.get("num_items_in_batch") is not None:
+        loss = loss * labels.numel() / kwargs["num_items_in_batch"]
+    return loss
+
+
 def takes_inputs(model_inputs: tuple[str, ...], *head_inputs: str, annotations: Mapping[str, Any] | None = None):
     """Give a head's `forward(self, inputs, <head_inputs>, **kwargs)` the explicit signature of
     its model's inputs plus its own (Trainer keeps only dataset columns named in the signature;

@@ -35,7 +35,7 @@ from .longbird_input_checks import (
     check_global_inputs,
     check_inputs,
     check_loss_kwargs,
-    sequence_labels,
+    sequence_classification_loss,
     table_size,
 )
 from .remote_code import RemoteCodeMixin
@@ -503,14 +503,7 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
         check_loss_kwargs(self, kwargs)
         loss = None
         if labels is not None:
-            labels = sequence_labels(self.config, logits, labels)
-            loss = self.loss_function(labels, logits, self.config, **kwargs)
-            if (
-                self.config.problem_type != "single_label_classification"
-                and kwargs.get("num_items_in_batch") is not None
-            ):
-                # MSE/BCE are means per batch: scale to this batch's share, as the cross-entropy is
-                loss = loss * labels.numel() / kwargs["num_items_in_batch"]
+            loss = sequence_classification_loss(self, logits, labels, **kwargs)
         out = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

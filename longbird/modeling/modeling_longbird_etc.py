@@ -37,7 +37,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 from ..configuration.configuration_longbird_etc import EtcConfig
 from .longbird_global_local_executors import RelativeLogits, global_local_attention, global_query_attention
 from .longbird_global_local_graph import GlobalLocalGraph, example_ids, prepare_inputs, sentences_as_examples
-from .longbird_input_checks import sequence_labels, table_size, takes_inputs
+from .longbird_input_checks import sequence_classification_loss, table_size, takes_inputs
 from .remote_code import RemoteCodeMixin
 
 # --------------------------------------------------------------------------------------------
@@ -587,14 +587,7 @@ class EtcForSequenceClassification(EtcPreTrainedModel):
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:
-            labels = sequence_labels(self.config, logits, labels)
-            loss = self.loss_function(labels, logits, self.config, **kwargs)
-            if (
-                self.config.problem_type != "single_label_classification"
-                and kwargs.get("num_items_in_batch") is not None
-            ):
-                # MSE/BCE are means per batch: scale to this batch's share, as the cross-entropy is
-                loss = loss * labels.numel() / kwargs["num_items_in_batch"]
+            loss = sequence_classification_loss(self, logits, labels, **kwargs)
         return _head_output(SequenceClassifierOutput, encoded, loss=loss, logits=logits)
 
 
