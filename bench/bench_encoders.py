@@ -32,30 +32,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
-import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (  # noqa: E402
+    ROOT,
+    SIZES,
+    bigbird_model,
+    environment_lines,
+    fmt_mem,
+    fmt_ratio,
+    fmt_time,
+    inv,
+    peak_mib,
+    ratio,
+    run_all,
+    run_worker,
+    table_head,
+    table_row,
+    target_line,
+    time_step,
+)
 
 MODELS = ("longbird", "hf_bigbird", "sdpa_full", "longformer", "floor", "etc")
 LENGTHS = (1024, 4096, 8192, 16384)
 MODES = ("fwd", "train")
-ROOT = Path(__file__).resolve().parent.parent
-SIZES = dict(
-    vocab_size=32000,
-    hidden_size=768,
-    num_hidden_layers=4,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
 MAX_POS = 16384
 # How time grows with length, used only to predict whether a run can finish before --timeout.
 GROWTH = {"sdpa_full": 2.0}
@@ -78,8 +81,6 @@ def build_model(name: str, floor_keep_qk: bool, backend: str):
 
         return longbird.EtcModel(longbird.EtcConfig(**SIZES, local_radius=84, relative_pos_max_distance=12))
     if name in ("longbird", "floor"):
-        import longbird
-
         if name == "floor":
             import longbird.modeling.modeling_longbird_bigbird as lbm
 
@@ -94,26 +95,11 @@ def build_model(name: str, floor_keep_qk: bool, backend: str):
                     return value, None
 
             lbm.run_attention = no_attention
-        config = longbird.BigBirdConfig(
-            **SIZES,
-            max_position_embeddings=MAX_POS,
-            attention_type="block_sparse",
-            block_size=64,
-            num_random_blocks=3,
-            attention_backend=backend,
-        )
-        return longbird.BigBirdModel(config, add_pooling_layer=False)
+        return bigbird_model("longbird", MAX_POS, backend)
+    if name == "hf_bigbird":
+        return bigbird_model("hf_bigbird", MAX_POS, backend)
     import transformers
 
-    if name == "hf_bigbird":
-        config = transformers.BigBirdConfig(
-            **SIZES,
-            max_position_embeddings=MAX_POS,
-            attention_type="block_sparse",
-            block_size=64,
-            num_random_blocks=3,
-        )
-        return transformers.BigBirdModel(config, add_pooling_layer=False)
     if name == "sdpa_full":
         config = transformers.BertConfig(**SIZES, max_position_embeddings=MAX_POS, hidden_act="gelu_pytorch_tanh")
         return transformers.BertModel._from_config(config, attn_implementation="sdpa", add_pooling_layer=False)
@@ -144,7 +130,7 @@ def worker(args) -> None:
         globals_ = args.etc_globals
         inputs["global_input_ids"] = torch.ones(1, globals_, dtype=torch.long)
         inputs["sentence_ids"] = torch.arange(args.length).unsqueeze(0) * globals_ // args.length
-    rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_built = peak_mib()
 
     if args.mode == "fwd":
         model.eval()
@@ -159,28 +145,16 @@ def worker(args) -> None:
             model(**inputs).last_hidden_state.sum().backward()
             model.zero_grad(set_to_none=True)
 
-    t0 = time.perf_counter()
-    step()  # warm-up
-    warmup = time.perf_counter() - t0
-    # Fit into the time limit: fewer repeats (at least one) if the warm-up says they won't fit.
-    left = deadline - time.perf_counter()
-    repeats = max(1, min(args.repeats, int(left // max(warmup, 1e-9))))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    # one warm-up, then fewer repeats (at least one) if the warm-up says they won't fit the time limit
+    timed = time_step(step, args.repeats, deadline - time.perf_counter())
     record = dict(
         model=args.model,
         length=args.length,
         mode=args.mode,
         status="ok",
-        median_s=statistics.median(times),
-        times_s=times,
-        warmup_s=warmup,
-        repeats=len(times),
+        **timed,
         repeats_requested=args.repeats,
-        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_rss_mib=peak_mib(),
         rss_after_build_mib=rss_built,
         params=n_params,
         threads=torch.get_num_threads(),
@@ -192,25 +166,6 @@ def worker(args) -> None:
 # ----------------------------------------------------------------------------------------------
 # Parent: spawn, guard, collect
 # ----------------------------------------------------------------------------------------------
-
-
-def mem_available_mib() -> float:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    return float("inf")
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def run_one(args, model: str, length: int, mode: str, mem_limit_mib: float) -> dict:
@@ -229,39 +184,8 @@ def run_one(args, model: str, length: int, mode: str, mem_limit_mib: float) -> d
     ]  # fmt: skip
     if not args.floor_keep_qk:
         cmd.append("--floor-drop-qk")
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     base = dict(model=model, length=length, mode=mode)
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT, start_new_session=True)
-        status, max_rss = None, 0.0
-        while proc.poll() is None:
-            time.sleep(0.2)
-            max_rss = max(max_rss, rss_mib(proc.pid))
-            if time.perf_counter() - t0 > args.timeout:
-                status = "skipped: timeout"
-            elif max_rss > mem_limit_mib:
-                status = f"OOM (> {mem_limit_mib:.0f} MiB guard)"
-            if status:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                break
-        wall = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if status:
-        return dict(base, status=status, wall_s=wall)
-    for line in stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    tail = stderr.strip().splitlines()[-3:]
-    oom = proc.returncode == -signal.SIGKILL or any(
-        s in stderr for s in ("can't allocate memory", "MemoryError", "out of memory")
-    )
-    status = "OOM" if oom else f"error (rc {proc.returncode})"
-    return dict(base, status=status, wall_s=wall, stderr_tail=tail)
+    return run_worker(cmd, base, args.threads, args.timeout, mem_limit_mib)
 
 
 def predicted_skip(args, results: dict, model: str, length: int, mode: str) -> str | None:
@@ -290,81 +214,11 @@ def predicted_skip(args, results: dict, model: str, length: int, mode: str) -> s
 
 
 def environment(args) -> list[str]:
-    import torch
-    import transformers
-
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-        commit += " (dirty)" if dirty.strip() else ""
-    except OSError:
-        commit = "?"
-    try:
-        import longbird
-
-        lb_version = longbird.__version__
-    except Exception:  # noqa: BLE001
-        lb_version = "?"
-    load = loadavg()
     return [
-        f"- python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"longbird {lb_version} (git {commit})",
-        f"- CPU: {cpu}; {os.cpu_count()} logical CPUs; torch threads per worker: {args.threads}",
-        f"- memory available at start: {mem_available_mib() / 1024:.1f} GiB; load average at start: {' '.join(load)}"
-        + ("  **WARNING: CPU already busy, timings are not clean**" if busy(load, args.threads) else ""),
+        *environment_lines(args.threads),
         f"- repeats {args.repeats} (median, after 1 warm-up), timeout {args.timeout} s per run, "
         f"longbird attention_backend={args.longbird_backend}, floor keeps q/k in backward: {args.floor_keep_qk}",
     ]
-
-
-def loadavg() -> list[str]:
-    try:
-        with open("/proc/loadavg") as f:
-            return f.read().split()[:3]
-    except OSError:
-        return ["?"]
-
-
-def busy(load: list[str], threads: int) -> bool:
-    """Other work is running before the benchmark starts: 1-minute load above half a core."""
-    try:
-        return float(load[0]) > 0.5
-    except ValueError:
-        return False
-
-
-def fmt_time(r: dict | None, repeats: int) -> str:
-    if r is None:
-        return "—"
-    if r["status"] != "ok":
-        return r["status"]
-    s = f"{r['median_s']:.3f}"
-    return s + (f" (n={r['repeats']})" if r["repeats"] < repeats else "")
-
-
-def fmt_mem(r: dict | None) -> str:
-    return f"{r['peak_rss_mib']:.0f}" if r and r["status"] == "ok" else "—"
-
-
-def ratio(a: dict | None, b: dict | None, key: str) -> float | None:
-    if a is None or b is None or a["status"] != "ok" or b["status"] != "ok":
-        return None
-    return a[key] / b[key]
-
-
-def fmt_ratio(x: float | None) -> str:
-    return "—" if x is None else f"{x:.2f}"
 
 
 def report(args, results: dict, env_lines: list[str]) -> str:
@@ -374,7 +228,7 @@ def report(args, results: dict, env_lines: list[str]) -> str:
         "length", "model", "fwd s", "train s", "fwd peak MiB", "train peak MiB",
         "fwd × hf_bigbird", "train × hf_bigbird", "train mem × hf_bigbird", "fwd × floor", "train × floor",
     ]  # fmt: skip
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    lines += table_head(header)
     for length in args.lengths:
         for m in args.models:
             f, t = g(m, length, "fwd"), g(m, length, "train")
@@ -393,7 +247,7 @@ def report(args, results: dict, env_lines: list[str]) -> str:
                 fmt_ratio(ratio(f, fl_f, "median_s")),
                 fmt_ratio(ratio(t, fl_t, "median_s")),
             ]
-            lines.append("| " + " | ".join(row) + " |")
+            lines.append(table_row(row))
     lines += [
         "",
         "Times: median seconds per call (batch 1); `(n=k)`: only k repeats fitted in the timeout. "
@@ -412,15 +266,8 @@ def summary(results: dict) -> list[str]:
     g = lambda m, n, md: results.get((m, n, md))  # noqa: E731
     out = []
 
-    def target(label: str, value: float | None, op: str, bound: float, fmt: str = "{:.2f}") -> None:
-        if value is None:
-            out.append(f"- {label}: n/a (not measured)  [target {op} {bound}]")
-            return
-        ok = value >= bound if op == ">=" else value <= bound
-        out.append(f"- {label}: {fmt.format(value)}  [target {op} {bound}] **{'PASS' if ok else 'MISS'}**")
-
-    def inv(x: float | None) -> float | None:
-        return None if x is None else 1.0 / x
+    def target(label: str, value: float | None, op: str, bound: float) -> None:
+        out.append(target_line(label, value, op, bound))
 
     for length in (4096, 8192):
         lb_f, lb_t = g("longbird", length, "fwd"), g("longbird", length, "train")
@@ -501,44 +348,15 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    env_lines = environment(args)
-    mem_limit = args.mem_limit_mib or 0.9 * mem_available_mib()
-    print("\n".join(env_lines), file=sys.stderr, flush=True)
-    print(f"- worker RSS guard: {mem_limit:.0f} MiB", file=sys.stderr, flush=True)
     modes = ["fwd"] if args.skip_train else list(MODES)
-    results: dict = {}
-    jsonl = args.out.with_suffix(".jsonl")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    t_all = time.perf_counter()
-    with open(jsonl, "w") as log:
-        for length in args.lengths:
-            for mode in modes:
-                for m in args.models:
-                    reason = predicted_skip(args, results, m, length, mode)
-                    if reason:
-                        r = dict(model=m, length=length, mode=mode, status=reason)
-                    else:
-                        r = run_one(args, m, length, mode, mem_limit)
-                    results[(m, length, mode)] = r
-                    log.write(json.dumps(r) + "\n")
-                    log.flush()
-                    msg = (
-                        f"{r['median_s']:.3f} s (n={r['repeats']}), peak {r['peak_rss_mib']:.0f} MiB, "
-                        f"wall {r['wall_s']:.0f} s"
-                        if r["status"] == "ok"
-                        else r["status"] + (f" — {r['stderr_tail']}" if r.get("stderr_tail") else "")
-                    )
-                    print(f"[{time.perf_counter() - t_all:7.0f} s] {length:>6} {mode:<5} {m:<11} {msg}",
-                          file=sys.stderr, flush=True)  # fmt: skip
-    end_load = loadavg()
-    env_lines.append(
-        f"- load average at end: {' '.join(end_load)} (includes the benchmark's own {args.threads} threads); "
-        f"total wall {time.perf_counter() - t_all:.0f} s"
-    )
-    text = report(args, results, env_lines)
-    args.out.write_text(text)
-    print(text)
-    print(f"written: {args.out} and {jsonl}", file=sys.stderr)
+    # interleaved: for each length, for each mode, every model in turn
+    plan = [
+        ((m, length, mode), dict(model=m, length=length, mode=mode), f"{length:>6} {mode:<5} {m:<11}")
+        for length in args.lengths
+        for mode in modes
+        for m in args.models
+    ]
+    run_all(args, plan, environment, predicted_skip, run_one, report)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_bigbird_config, tiny_pegasus_config
 from transformers import pipeline
 
 import longbird
@@ -23,17 +24,7 @@ def tokenizer():
 def qa_model(tokenizer, target: str | None):
     """A tiny BigBird QA model whose logits point at the tokens of `target` (or at [CLS] when None),
     so the pipeline's windowing and offsets can be checked exactly."""
-    config = longbird.BigBirdConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        block_size=8,
-        num_random_blocks=1,
-        max_position_embeddings=512,
-        sep_token_id=tokenizer.sep_token_id,
-    )
+    config = tiny_bigbird_config(tokenizer, max_position_embeddings=512, sep_token_id=tokenizer.sep_token_id)
     model = longbird.BigBirdForQuestionAnswering(config).eval()
     ids = [] if target is None else tokenizer(target, add_special_tokens=False)["input_ids"]
     forward = model.forward
@@ -81,16 +72,8 @@ def test_top_k_batches_and_impossible_answers(tokenizer):
 def scored_model(tokenizer, scores: dict[str, float], max_position_embeddings: int = 512):
     """A tiny BigBird QA model whose start and end logits are `scores[word]` on the context tokens
     of each (one-token) word and 0 everywhere else: logits fixed by construction."""
-    config = longbird.BigBirdConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        block_size=8,
-        num_random_blocks=1,
-        max_position_embeddings=max_position_embeddings,
-        sep_token_id=tokenizer.sep_token_id,
+    config = tiny_bigbird_config(
+        tokenizer, max_position_embeddings=max_position_embeddings, sep_token_id=tokenizer.sep_token_id
     )
     model = longbird.BigBirdForQuestionAnswering(config).eval()
     by_id = {tokenizer.convert_tokens_to_ids(word): value for word, value in scores.items()}
@@ -168,22 +151,7 @@ def test_max_seq_len_beyond_the_model_is_named(tokenizer):
 
 
 def test_summarization_pipeline_generates_from_long_truncated_input(tokenizer):
-    config = longbird.BigBirdPegasusConfig(
-        vocab_size=len(tokenizer),
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_position_embeddings=256,
-        block_size=8,
-        num_random_blocks=1,
-        pad_token_id=tokenizer.pad_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-    )
+    config = tiny_pegasus_config(tokenizer, max_position_embeddings=256, eos_token_id=tokenizer.sep_token_id)
     model = longbird.BigBirdPegasusForConditionalGeneration(config).eval()
     summarize = pipeline("long-summarization", model=model, tokenizer=tokenizer)
     document = " ".join(SENTENCES * 40)  # longer than max_position_embeddings: truncated, not an error
@@ -207,17 +175,7 @@ def test_summarization_pipeline_generates_from_long_truncated_input(tokenizer):
 
 
 def test_pipelines_reject_wrong_models_and_inputs(tokenizer):
-    masked_lm = longbird.BigBirdForMaskedLM(
-        longbird.BigBirdConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            block_size=8,
-            num_random_blocks=1,
-        )
-    )
+    masked_lm = longbird.BigBirdForMaskedLM(tiny_bigbird_config(tokenizer))
     with pytest.raises(ValueError, match="question-answering model"):
         pipeline("long-question-answering", model=masked_lm, tokenizer=tokenizer)
     with pytest.raises(ValueError, match="encoder-decoder"):

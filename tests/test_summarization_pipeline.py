@@ -8,6 +8,7 @@ import logging
 
 import pytest
 import torch
+from helpers import tiny_pegasus_config
 from transformers import AutoTokenizer, pipeline
 
 import longbird
@@ -29,22 +30,7 @@ def tokenizer():
 
 
 def tiny_model(tokenizer):
-    config = longbird.BigBirdPegasusConfig(
-        vocab_size=len(tokenizer),
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_position_embeddings=LIMIT,
-        block_size=8,
-        num_random_blocks=1,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-    )
+    config = tiny_pegasus_config(tokenizer, max_position_embeddings=LIMIT, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(0)
     return longbird.BigBirdPegasusForConditionalGeneration(config).eval()
 

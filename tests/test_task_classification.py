@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_jsonl
 from huggingface_hub import ModelCard
 from sklearn.metrics import f1_score, roc_auc_score
 
@@ -31,11 +32,6 @@ SENTENCES = [
     ("The minister resigned after the scandal. Elections are expected in spring.", "politics"),
     ("The goalkeeper saved a penalty in extra time. His club advanced to the semifinal.", "sport"),
 ]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 def text_rows(n=24):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_bigbird_config, tiny_etc_config
 from huggingface_hub import ModelCard
 from transformers import (
     AutoModelForQuestionAnswering,
@@ -85,13 +86,7 @@ TINY = {
 XQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad_en" / "xquad.en.json"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and busy CI machines make two threads spin)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def squad_json(articles=ARTICLES, questions=QUESTIONS, shift: int = 0) -> dict:
@@ -371,16 +366,7 @@ def test_questions_too_long_for_the_windows_leave_nothing(squad_file, tmp_path, 
 
 def test_masked_lm_checkpoint_cannot_be_evaluated_for_qa(squad_file, tmp_path):
     tokenizer = train_tokenizer([t for p in ARTICLES.values() for t in p] * 5, vocab_size=300)
-    config = longbird.BigBirdConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        block_size=8,
-        num_random_blocks=1,
-        max_position_embeddings=256,
-    )
+    config = tiny_bigbird_config(tokenizer, max_position_embeddings=256)
     longbird.BigBirdForMaskedLM(config).save_pretrained(tmp_path / "mlm")
     tokenizer.save_pretrained(tmp_path / "mlm")
     with pytest.raises(ValueError, match=r"saved as \['BigBirdForMaskedLM'\].*--do_train"):
@@ -394,17 +380,7 @@ def test_masked_lm_checkpoint_cannot_be_evaluated_for_qa(squad_file, tmp_path):
 
 def pointed_etc(tokenizer, target: str):
     """A tiny ETC QA model whose logits point at the tokens of `target`."""
-    config = longbird.EtcConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        local_radius=4,
-        relative_pos_max_distance=3,
-        relative_vocab_size=12,
-    )
-    model = longbird.EtcForQuestionAnswering(config).eval()
+    model = longbird.EtcForQuestionAnswering(tiny_etc_config(tokenizer)).eval()
     ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     forward = model.forward
 

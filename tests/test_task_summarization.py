@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import transformers
+from helpers import tiny_bigbird_config, write_jsonl
 from huggingface_hub import ModelCard
 from rouge_score import rouge_scorer
 
@@ -151,11 +152,6 @@ PAIRS = [
         "The museum exhibits rarely seen nineteenth century paintings.",
     ),
 ]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return str(path)
 
 
 def common_args(train_file: str, validation_file: str, output_dir: Path, *extra: str) -> list[str]:
@@ -499,16 +495,7 @@ def test_empty_data_raises(data, tmp_path):
 
 def test_models_without_a_seq2seq_head_are_rejected(data, tmp_path):
     tokenizer = longbird.tokenization.train_tokenizer([d for d, _ in PAIRS], vocab_size=200, kind="wordpiece")
-    config = longbird.BigBirdConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        block_size=8,
-        num_random_blocks=2,
-        max_position_embeddings=256,
-    )
+    config = tiny_bigbird_config(tokenizer, num_random_blocks=2, max_position_embeddings=256)
     longbird.BigBirdForMaskedLM(config).save_pretrained(tmp_path / "mlm")
     tokenizer.save_pretrained(tmp_path / "mlm")
     args = common_args(

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .longbird_block_graph import BlockGraph
+from .longbird_packing import PackedGraph
 
 EXECUTORS = ("gather", "dense", "flex")
 
@@ -57,6 +58,37 @@ def run_attention(
             return gather_attention(query, key, value, graph, scale), None
         return flex_attention(query, key, value, graph, scale), None
     raise ValueError(f"attention backend must be one of {EXECUTORS} or 'auto', got {backend!r}")
+
+
+def run_packed_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    packed: PackedGraph,
+    scale: float,
+    backend: str = "auto",
+    dropout: float = 0.0,
+) -> torch.Tensor:
+    """Attention over a packed row (`[T, H, d]` each, see `longbird_packing`): per group of equal-shaped
+    examples, one batched call on a view of the row, on the group's graph (a `BlockGraph`) or, for
+    full attention, its key mask (`dropout` applies there only, as in the padded path).
+    Returns `[T, H * d]`."""
+    heads, dim = query.shape[1:]
+    # one split per input (its backward is one concatenation; a slice per group would write a
+    # zero-filled full-size gradient per group)
+    sizes = [group.count * group.length for group, _ in packed.parts]
+    outs = []
+    for (group, graph), q, k, v in zip(packed.parts, *(x.split(sizes) for x in (query, key, value))):
+        # [count * length, H, d] -> [count, H, length, d], a view
+        q, k, v = (x.view(group.count, group.length, heads, dim).transpose(1, 2) for x in (q, k, v))
+        if isinstance(graph, BlockGraph):
+            out, _ = run_attention(q, k, v, graph, scale, backend)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=graph[:, None, None, :], dropout_p=dropout, scale=scale
+            )
+        outs.append(out.transpose(1, 2).reshape(group.count * group.length, heads * dim))
+    return torch.cat(outs) if len(outs) > 1 else outs[0]
 
 
 def _bool_to_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -29,6 +29,7 @@ import torch
 from transformers.masking_utils import create_bidirectional_mask
 
 from .longbird_input_checks import ValueChecks
+from .longbird_packing import PackedGraph, Packing, make_packing
 
 # The reference BigBird draws special "paper" plans for these lengths (transformers and TF alike).
 _PAPER_PLAN_LENGTHS = (1024, 3072, 4096)
@@ -397,10 +398,25 @@ class SequenceLayout:
     key_valid: torch.Tensor  # [B, n] bool over the internal sequence
     global_blocks: list[tuple[int, ...]]  # per example (block_sparse only)
     real_blocks: list[int]  # per example: blocks up to the last real token (block_sparse only)
+    token_end: torch.Tensor  # [B] one past each example's last real token
+    #: set when the batch runs padding-free: hidden states are then one packed row `[1, T, H]`
+    packing: Packing | None = None
 
     def strip(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Internal `[B, n, H]` -> the caller's `[B, seq_len, H]`."""
-        return hidden[:, self.num_prefix : self.num_prefix + self.seq_len]
+        """Internal `[B, n, H]` (or packed `[1, T, H]`) -> the caller's `[B, seq_len, H]`; zeros after
+        each example's last real token (in both layouts, so outputs never depend on the layout)."""
+        if self.packing is not None:
+            return self.packing.strip(hidden)
+        after_end = torch.arange(self.seq_len, device=hidden.device) >= self.token_end[:, None]
+        return hidden[:, self.num_prefix : self.num_prefix + self.seq_len].masked_fill(after_end[..., None], 0)
+
+    def global_states(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        """The extra global tokens' `[B, g, H]` (None without them)."""
+        if not self.num_global:
+            return None
+        if self.packing is not None:
+            return self.packing.global_states(hidden)
+        return hidden[:, : self.num_global]
 
 
 def make_layout(
@@ -409,11 +425,14 @@ def make_layout(
     global_prefix_length: torch.Tensor | None,
     global_attention_mask: torch.Tensor | None = None,
     checks: ValueChecks | None = None,
+    pack: bool = True,
 ) -> SequenceLayout:
     """`config`: a BigBird or BigBird-Pegasus config. `global_attention_mask` `[B, g]`: the caller's
     global input (replaces the learned tokens).
     `checks`: the input checks still pending on an accelerator; they are settled here, before any
-    embedding lookup, riding on the transfer of the per-example lengths the graph is built from."""
+    embedding lookup, riding on the transfer of the per-example lengths the graph is built from.
+    `pack`: run padding-free when the batch has padding (off when attention weights are wanted:
+    they are returned padded)."""
     checks = checks if checks is not None else ValueChecks()
     batch, seq_len = attention_mask.shape
     device = attention_mask.device
@@ -423,9 +442,19 @@ def make_layout(
     else:
         globals_valid = torch.ones(batch, config.num_global_tokens, dtype=torch.bool, device=device)
     g = globals_valid.shape[1]
+    has_token = mask.any(1)
+    last = torch.where(
+        has_token, seq_len - 1 - mask.flip(1).int().argmax(1), torch.zeros_like(has_token, dtype=torch.long)
+    )
     if config.attention_type == "original_full":
-        checks.assert_on_device()  # no host transfer on this path
-        return SequenceLayout(g, g, seq_len, torch.cat([globals_valid, mask], 1), [], [])
+        key_valid = torch.cat([globals_valid, mask], 1)
+        if not pack:
+            checks.assert_on_device()  # no host transfer on this path
+            return SequenceLayout(g, g, seq_len, key_valid, [], [], last + 1)
+        lengths = checks.fetch(g + last + 1)
+        keys = [(length,) for length in lengths]
+        packing = make_packing(lengths, keys, g + seq_len, g, seq_len, g, device)
+        return SequenceLayout(g, g, seq_len, key_valid, [], [], last + 1, packing)
 
     bs = config.block_size
     g_blocks = -(-g // bs)
@@ -441,11 +470,8 @@ def make_layout(
         dim=1,
     )
     # An example's graph ends at its last real token: padding after it never changes its outputs.
-    has_token = mask.any(1)
-    last = torch.where(
-        has_token, seq_len - 1 - mask.flip(1).int().argmax(1), torch.zeros_like(has_token, dtype=torch.long)
-    )
-    real_blocks = checks.fetch(g_blocks + last // bs + 1)
+    token_end = checks.fetch(last + 1)
+    real_blocks = [g_blocks + (end - 1) // bs + 1 for end in token_end]
     prefix_blocks = [0] * batch
     if global_prefix_length is not None:
         prefix_blocks = (-(-global_prefix_length.to(torch.long) // bs)).tolist()
@@ -455,7 +481,13 @@ def make_layout(
         if g == 0:  # BigBird-ITC: the first and the last block of the example are global
             lead |= {0, nb_real - 1}
         global_blocks.append(tuple(sorted(b for b in lead if b < nb_real)))
-    return SequenceLayout(num_prefix, g, seq_len, key_valid, global_blocks, real_blocks)
+    packing = None
+    if pack:
+        lengths = [nb * bs for nb in real_blocks]
+        keys = [(nb, globals_) for nb, globals_ in zip(real_blocks, global_blocks)]
+        ends = [num_prefix + end for end in token_end]
+        packing = make_packing(lengths, keys, num_prefix + seq_len + pad, num_prefix, seq_len, g, device, ends)
+    return SequenceLayout(num_prefix, g, seq_len, key_valid, global_blocks, real_blocks, last + 1, packing)
 
 
 def sparse_pattern(config) -> SparsePattern:
@@ -482,12 +514,16 @@ def to_internal(hidden: torch.Tensor, layout: SequenceLayout, global_embeds: tor
     parts.append(hidden)
     if tail:
         parts.append(hidden.new_zeros(batch, tail, hidden.shape[2]))
-    return torch.cat(parts, dim=1) if len(parts) > 1 else hidden
+    internal = torch.cat(parts, dim=1) if len(parts) > 1 else hidden
+    return layout.packing.pack(internal) if layout.packing is not None else internal
 
 
 def layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, hidden: torch.Tensor):
-    """Per layer: the block graph (block_sparse), or one dense mask for every layer (original_full).
+    """Per layer: the block graph (block_sparse), or one dense mask for every layer (original_full);
+    for a packed batch, per layer a `PackedGraph` (each group's graph or key mask).
     Returns `(graphs, full_mask)`."""
+    if layout.packing is not None:
+        return packed_layer_graphs(config, pattern, layout, hidden.device), None
     if config.attention_type != "block_sparse":
         full_mask = create_bidirectional_mask(
             config=config, inputs_embeds=hidden, attention_mask=layout.key_valid.to(torch.long)
@@ -507,6 +543,33 @@ def layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, hidden:
         )
         graphs.append(graph.to(hidden.device))
     return graphs, None
+
+
+def packed_layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, device) -> list[PackedGraph]:
+    """Per layer, each group's graph: built exactly as for one of its examples alone."""
+    key_valid = layout.key_valid.cpu()
+    groups = layout.packing.groups
+    group_masks = [key_valid[list(group.examples), : group.length] for group in groups]
+    if config.attention_type != "block_sparse":
+        parts = [(group, mask.to(device)) for group, mask in zip(groups, group_masks)]
+        return [PackedGraph(parts)] * config.num_hidden_layers
+    graphs = []
+    for layer in range(config.num_hidden_layers):
+        parts = []
+        for group, mask in zip(groups, group_masks):
+            num_blocks, globals_ = group.key
+            graph = build_block_graph(
+                pattern,
+                seed=layer,
+                num_blocks=num_blocks,
+                example_blocks=[num_blocks] * group.count,
+                example_globals=[globals_] * group.count,
+                key_valid=mask,
+                reference_layout=layout.num_global == 0,
+            )
+            parts.append((group, graph.to(device)))
+        graphs.append(PackedGraph(parts))
+    return graphs
 
 
 def strip_attention(weights: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:

@@ -13,12 +13,13 @@ float tolerance on every query with a visible key (tests/test_etc_attention.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .longbird_global_local_graph import GlobalLocalGraph, window_in_range
+from .longbird_global_local_graph import GlobalLocalGraph, PackedGlobalLocalGraph, window_in_range
 
 #: the reference adds -10000 (not -inf) to the scores of blocked pairs; a row with no visible key
 #: (padding) stays finite, and fp16 can hold it
@@ -263,3 +264,50 @@ def global_query_attention(
     (g2g_mask, g2g_ids), (g2l_mask, g2l_ids) = pieces
     parts = [KeyPart(key, value, g2g_mask, g2g_ids), KeyPart(long_key, long_value, g2l_mask, g2l_ids)]
     return fused_attention(query, parts, scale, relative, dropout, training, return_weights)
+
+
+def etc_attention(
+    heads: Callable[[str], torch.Tensor],
+    graph: GlobalLocalGraph | PackedGlobalLocalGraph,
+    scale: float,
+    long_relative: RelativeLogits,
+    global_relative: RelativeLogits,
+    backend: str,
+    dropout: float,
+    training: bool,
+    return_weights: bool,
+):
+    """Both query sides of an ETC layer: `heads(role)` gives a projection `[B, H, n, d]` by role
+    (`long_query`, `l2l_key`, ...). A packed batch (`[1, H, T, d]`, `PackedGlobalLocalGraph`) runs
+    each group of equal-length examples as one batched call on views of the packed rows.
+    Returns `(long_out, global_out, long_weights, global_weights)`."""
+    long_roles = ("long_query", "l2l_key", "l2l_value", "l2g_key", "l2g_value")
+    global_roles = ("global_query", "g2g_key", "g2g_value", "g2l_key", "g2l_value")
+    extra = (dropout, training, return_weights)
+    if not isinstance(graph, PackedGlobalLocalGraph):
+        long_out, long_w = global_local_attention(*map(heads, long_roles), graph, scale, long_relative, backend, *extra)
+        global_out, global_w = global_query_attention(*map(heads, global_roles), graph, scale, global_relative, *extra)
+        return long_out, global_out, long_w, global_w
+
+    def groups(role: str, side: int):  # [1, H, T, d] -> per group [count, H, length, d], views
+        # one split per projection (its backward is one concatenation, not a full-size zero
+        # gradient per group as slicing would give)
+        sized = [part[side] for part in graph.parts]
+        pieces = heads(role).squeeze(0).split([g.count * g.length for g in sized], dim=1)
+        return [x.unflatten(1, (g.count, g.length)).transpose(0, 1) for x, g in zip(pieces, sized)]
+
+    def unrows(x):  # [count, H, length, d] -> [H, count * length, d]
+        return x.transpose(0, 1).flatten(1, 2)
+
+    long_sides, global_sides = (0, 0, 0, 1, 1), (1, 1, 1, 0, 0)
+    long_split = [groups(role, side) for role, side in zip(long_roles, long_sides)]
+    global_split = [groups(role, side) for role, side in zip(global_roles, global_sides)]
+    long_outs, global_outs = [], []
+    for i, (_, _, part) in enumerate(graph.parts):
+        long_inputs = [split[i] for split in long_split]
+        global_inputs = [split[i] for split in global_split]
+        long_out, _ = global_local_attention(*long_inputs, part, scale, long_relative, backend, *extra)
+        global_out, _ = global_query_attention(*global_inputs, part, scale, global_relative, *extra)
+        long_outs.append(unrows(long_out))
+        global_outs.append(unrows(global_out))
+    return torch.cat(long_outs, 1)[None], torch.cat(global_outs, 1)[None], None, None

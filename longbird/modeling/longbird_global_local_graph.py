@@ -20,12 +20,14 @@ in the reference's way, inputs checked by `check_etc_inputs`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from ..configuration.configuration_longbird_etc import EtcConfig
 from .longbird_input_checks import ValueChecks, check_integer_ids
+from .longbird_packing import PackedGroup, Packing, make_packing
 
 
 @dataclass
@@ -43,6 +45,61 @@ class GlobalLocalGraph:
     g2l_ids: torch.Tensor | None = None
     #: per-graph memo of executor layouts (one graph serves every layer of a forward pass)
     cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def select(self, examples: list[int], n_long: int, n_global: int) -> GlobalLocalGraph:
+        """The graph of some rows, cut after `n_long` long and `n_global` global positions."""
+        index = torch.tensor(examples, device=self.l2l_mask.device)
+
+        def cut(piece, *sizes):
+            return None if piece is None else piece.index_select(0, index)[(slice(None), *map(slice, sizes))]
+
+        long_long, global_global = (n_long,), (n_global, n_global)
+        long_global, global_long = (n_long, n_global), (n_global, n_long)
+        return GlobalLocalGraph(
+            self.radius,
+            *(cut(p, *size) for p, size in ((self.l2l_mask, long_long), (self.g2g_mask, global_global))),
+            *(cut(p, *size) for p, size in ((self.l2g_mask, long_global), (self.g2l_mask, global_long))),
+            *(cut(p, *size) for p, size in ((self.l2l_ids, long_long), (self.g2g_ids, global_global))),
+            *(cut(p, *size) for p, size in ((self.l2g_ids, long_global), (self.g2l_ids, global_long))),
+        )
+
+
+@dataclass
+class PackedGlobalLocalGraph:
+    """A padded ETC batch run padding-free (`longbird_packing`): each side packed into one row,
+    examples of equal lengths side by side; per group, its rows on both sides and its graph."""
+
+    long: Packing
+    global_: Packing
+    parts: list[tuple[PackedGroup, PackedGroup, GlobalLocalGraph]]
+
+
+def pack_global_local(graph: GlobalLocalGraph, long_example: torch.Tensor, global_example: torch.Tensor):
+    """The padding-free form of a padded batch: every example cut after its last real token on
+    each side (nothing after it changes its outputs: padding is in no example). None when no row
+    has padding at its end."""
+    n_long, n_global = long_example.shape[1], global_example.shape[1]
+    ends = [
+        torch.where(ids.any(1), ids.shape[1] - (ids > 0).flip(1).int().argmax(1), 1)
+        for ids in (long_example, global_example)
+    ]
+    long_ends, global_ends = torch.stack(ends).tolist()
+    if all(n == n_long for n in long_ends) and all(n == n_global for n in global_ends):
+        return None
+    keys = [(-a, -b) for a, b in zip(long_ends, global_ends)]  # the same groups, in the same order, on both sides
+    device = long_example.device
+    long = make_packing(long_ends, keys, n_long, 0, n_long, 0, device, always=True)
+    global_ = make_packing(global_ends, keys, n_global, 0, n_global, 0, device, always=True)
+    parts = [
+        (lg, gg, graph.select(list(lg.examples), lg.length, gg.length)) for lg, gg in zip(long.groups, global_.groups)
+    ]
+    return PackedGlobalLocalGraph(long, global_, parts)
+
+
+def zeros_after_last_token(example_ids: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`[B, n, H] -> [B, n, H]` with zeros after each row's last real token (as a packed batch's)."""
+    after = (example_ids > 0).flip(-1).cumsum(-1).flip(-1) == 0
+    return lambda hidden: hidden.masked_fill(after[..., None], 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,6 +274,8 @@ class EtcInputs:
     long_real: torch.Tensor  # [B, n_l] bool
     global_real: torch.Tensor  # [B, n_g] bool
     graph: GlobalLocalGraph
+    examples: tuple[torch.Tensor, torch.Tensor]  # per side [B, n]: example id of each token (0: padding)
+    explicit_graph: bool  # the caller passed graph pieces (then the batch is not packed)
 
 
 def prepare_inputs(config: EtcConfig, *, vocab_size: int | None = None, **inputs) -> EtcInputs:
@@ -276,6 +335,8 @@ def prepare_inputs(config: EtcConfig, *, vocab_size: int | None = None, **inputs
         long_real=long_example > 0,
         global_real=global_example > 0,
         graph=graph,
+        examples=(long_example, global_example),
+        explicit_graph=any(v is not None for v in given.values()),
     )
 
 

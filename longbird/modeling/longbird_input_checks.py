@@ -348,3 +348,27 @@ def takes_inputs(model_inputs: tuple[str, ...], *head_inputs: str, annotations: 
         return bound_forward
 
     return decorate
+
+
+def question_lengths_of(
+    input_ids: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    sep_token_id: int | None,
+) -> torch.Tensor | None:
+    """BigBird QA: per example, the first context token (type 1) when `token_type_ids` mark one,
+    else one past the first [SEP] (transformers' rule, which gives 1 when there is no [SEP])."""
+    from_sep = None
+    if input_ids is not None and sep_token_id is not None:
+        from_sep = input_ids.eq(sep_token_id).int().argmax(1) + 1
+    if token_type_ids is None:
+        return from_sep
+    is_context = token_type_ids.bool()
+    if attention_mask is not None:
+        is_context = is_context & attention_mask.bool()
+    from_types = is_context.int().argmax(1)
+    has_context = is_context.any(1)
+    if from_sep is None:
+        return torch.where(has_context, from_types, torch.zeros_like(from_types))
+    # all-zero token_type_ids (a tokenizer's default) say nothing: fall back to [SEP]
+    return torch.where(has_context, from_types, from_sep)

@@ -28,16 +28,18 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple
 
 from ..configuration.configuration_longbird_bigbird import BigBirdConfig
-from .longbird_block_executors import run_attention
+from .longbird_block_executors import run_attention, run_packed_attention
 from .longbird_block_graph import BlockGraph, layer_graphs, make_layout, sparse_pattern, strip_attention, to_internal
 from .longbird_input_checks import (
     ValueChecks,
     check_global_inputs,
     check_inputs,
     check_loss_kwargs,
+    question_lengths_of,
     sequence_classification_loss,
     table_size,
 )
+from .longbird_packing import PackedGraph, flattened_batches
 from .remote_code import RemoteCodeMixin
 
 
@@ -109,8 +111,16 @@ class BigBirdSelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
         self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
 
-    def forward(self, hidden_states, graph: BlockGraph | None, full_mask, output_attentions: bool):
+    def forward(self, hidden_states, graph: BlockGraph | PackedGraph | None, full_mask, output_attentions: bool):
         b, n, _ = hidden_states.shape
+        if isinstance(graph, PackedGraph):  # a padding-free row [1, T, H] (longbird_packing)
+            q, k, v = (
+                proj(hidden_states.squeeze(0)).view(n, self.num_heads, -1)
+                for proj in (self.query, self.key, self.value)
+            )
+            dropout = self.dropout if self.training else 0.0
+            out = run_packed_attention(q, k, v, graph, self.scaling, self.config.attention_backend, dropout)
+            return out.unsqueeze(0), None
         shape = (b, n, self.num_heads, self.head_dim)
         q, k, v = (proj(hidden_states).view(shape).transpose(1, 2) for proj in (self.query, self.key, self.value))
         if graph is None:  # original_full: dense attention through transformers' interface
@@ -137,7 +147,9 @@ class BigBirdSelfAttention(nn.Module):
 def eager_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """Plain matmul-softmax-matmul; returns weights (used when attentions are requested)."""
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
+    if attention_mask is not None and attention_mask.dtype == torch.bool:  # the mask made for SDPA
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    elif attention_mask is not None:
         scores = scores + attention_mask
     weights = nn.functional.dropout(torch.softmax(scores, dim=-1), p=dropout, training=module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
@@ -259,6 +271,7 @@ class BigBirdModel(BigBirdPreTrainedModel):
         self.embeddings.word_embeddings = value
 
     @can_return_tuple
+    @flattened_batches()
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -309,7 +322,9 @@ class BigBirdModel(BigBirdPreTrainedModel):
             token_type_ids = torch.zeros(batch, seq_len, dtype=torch.long, device=device)
 
         # settles the value checks: no embedding lookup before it
-        layout = make_layout(config, attention_mask, global_prefix_length, global_attention_mask, checks)
+        layout = make_layout(
+            config, attention_mask, global_prefix_length, global_attention_mask, checks, pack=not output_attentions
+        )
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         global_embeds = None
         if global_input_ids is not None:
@@ -329,7 +344,7 @@ class BigBirdModel(BigBirdPreTrainedModel):
                 all_attentions += (strip_attention(weights, layout),)
 
         sequence_output = layout.strip(hidden)
-        global_output = hidden[:, : layout.num_global] if layout.num_global else None
+        global_output = layout.global_states(hidden)
         pooled = None
         if self.pooler is not None:
             first = global_output[:, 0] if global_output is not None else sequence_output[:, 0]
@@ -400,6 +415,7 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
         self.cls.predictions.bias = new_embeddings.bias
 
     @can_return_tuple
+    @flattened_batches(token_outputs=("logits",), token_labels=True)
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -467,6 +483,7 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @flattened_batches()
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -521,6 +538,7 @@ class BigBirdForTokenClassification(BigBirdPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @flattened_batches(token_outputs=("logits",), token_labels=True)
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -592,6 +610,7 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @flattened_batches(token_outputs=("start_logits", "end_logits"))
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -612,7 +631,7 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
         """
         seq_len = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
         if question_lengths is None:
-            question_lengths = self._question_lengths(input_ids, token_type_ids, attention_mask)
+            question_lengths = question_lengths_of(input_ids, token_type_ids, attention_mask, self.config.sep_token_id)
         question_mask = None
         if question_lengths is not None:
             question_lengths = torch.as_tensor(question_lengths).reshape(-1)
@@ -633,6 +652,8 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
             return_dict=True,
         )
         logits = self.qa_classifier(outputs.last_hidden_state)
+        if attention_mask is not None:  # padding is never an answer (transformers' loss counted it)
+            question_mask = ~attention_mask.bool() | (False if question_mask is None else question_mask)
         if question_mask is not None:
             # dtype-safe masking (transformers subtracts 1e6, which breaks fp16 and changes dtype)
             logits = logits.masked_fill(question_mask.unsqueeze(-1), torch.finfo(logits.dtype).min)
@@ -652,24 +673,6 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
             pooler_output=outputs.pooler_output,
         )
         return out
-
-    def _question_lengths(self, input_ids, token_type_ids, attention_mask):
-        """Per example: the first context token (type 1) when `token_type_ids` mark one, else one
-        past the first [SEP] (transformers' rule, which gives 1 when there is no [SEP])."""
-        from_sep = None
-        if input_ids is not None and self.config.sep_token_id is not None:
-            from_sep = input_ids.eq(self.config.sep_token_id).int().argmax(1) + 1
-        if token_type_ids is None:
-            return from_sep
-        is_context = token_type_ids.bool()
-        if attention_mask is not None:
-            is_context = is_context & attention_mask.bool()
-        from_types = is_context.int().argmax(1)
-        has_context = is_context.any(1)
-        if from_sep is None:
-            return torch.where(has_context, from_types, torch.zeros_like(from_types))
-        # all-zero token_type_ids (a tokenizer's default) say nothing: fall back to [SEP]
-        return torch.where(has_context, from_types, from_sep)
 
 
 __all__ = [

@@ -119,7 +119,8 @@ class BigBirdPegasusEncoder(nn.Module):
         )
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq_len, dtype=torch.long, device=device)
-        layout = make_layout(config, attention_mask, None, checks=checks)  # settles the checks: before any lookup
+        # settles the checks: before any lookup
+        layout = make_layout(config, attention_mask, None, checks=checks, pack=not output_attentions)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         hidden = self.dropout(inputs_embeds + self.embed_positions((batch, seq_len)).to(inputs_embeds.dtype))

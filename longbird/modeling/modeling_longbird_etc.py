@@ -35,9 +35,16 @@ from transformers.modeling_outputs import (
 from transformers.utils import ModelOutput, can_return_tuple
 
 from ..configuration.configuration_longbird_etc import EtcConfig
-from .longbird_global_local_executors import RelativeLogits, global_local_attention, global_query_attention
-from .longbird_global_local_graph import GlobalLocalGraph, example_ids, prepare_inputs, sentences_as_examples
+from .longbird_global_local_executors import RelativeLogits, etc_attention
+from .longbird_global_local_graph import (
+    example_ids,
+    pack_global_local,
+    prepare_inputs,
+    sentences_as_examples,
+    zeros_after_last_token,
+)
 from .longbird_input_checks import sequence_classification_loss, table_size, takes_inputs
+from .longbird_packing import flattened_batches
 from .remote_code import RemoteCodeMixin
 
 # --------------------------------------------------------------------------------------------
@@ -93,6 +100,9 @@ class EtcEmbeddings(nn.Module):
         return self.dropout(layer_norm(hidden))
 
 
+#: the long input's per-token inputs: a flattened batch (`longbird_packing`) carries them flattened
+LONG_TOKEN_INPUTS = ("input_ids", "inputs_embeds", "token_type_ids", "position_ids", "sentence_ids")
+
 #: the ten projections of a layer: (name, the input it projects); queries, keys and values of four pieces
 PROJECTIONS = (
     ("long_query", "long"),
@@ -142,7 +152,7 @@ class EtcAttention(nn.Module):
         self.global_relative_embedding = nn.Parameter(torch.empty(*shape, self.head_size))
         self.global_relative_bias = nn.Parameter(torch.zeros(shape))
 
-    def forward(self, long: torch.Tensor, global_: torch.Tensor, graph: GlobalLocalGraph, output_attentions: bool):
+    def forward(self, long: torch.Tensor, global_: torch.Tensor, graph, output_attentions: bool):
         inputs = {"long": long, "global": global_}
         projected = {}  # (owner, input) -> heads: shared projections of one input run once
 
@@ -154,35 +164,14 @@ class EtcAttention(nn.Module):
                 projected[memo] = x.view(*x.shape[:2], self.num_heads, self.head_size).transpose(1, 2)
             return projected[memo]
 
-        scale = self.head_size**-0.5
-        dropout = self.config.attention_probs_dropout_prob
-        backend = "dense" if output_attentions else self.config.attention_backend
-        long_relative = RelativeLogits(self.long_relative_embedding, self.long_relative_bias)
-        global_relative = RelativeLogits(self.global_relative_embedding, self.global_relative_bias)
-        long_out, long_weights = global_local_attention(
-            heads("long_query"),
-            heads("l2l_key"),
-            heads("l2l_value"),
-            heads("l2g_key"),
-            heads("l2g_value"),
+        long_out, global_out, long_weights, global_weights = etc_attention(
+            heads,
             graph,
-            scale,
-            long_relative,
-            backend,
-            dropout,
-            self.training,
-            output_attentions,
-        )
-        global_out, global_weights = global_query_attention(
-            heads("global_query"),
-            heads("g2g_key"),
-            heads("g2g_value"),
-            heads("g2l_key"),
-            heads("g2l_value"),
-            graph,
-            scale,
-            global_relative,
-            dropout,
+            self.head_size**-0.5,
+            RelativeLogits(self.long_relative_embedding, self.long_relative_bias),
+            RelativeLogits(self.global_relative_embedding, self.global_relative_bias),
+            "dense" if output_attentions else self.config.attention_backend,
+            self.config.attention_probs_dropout_prob,
             self.training,
             output_attentions,
         )
@@ -229,7 +218,7 @@ class EtcLayer(GradientCheckpointingLayer):
             self.long_feed_forward = EtcFeedForward(config)
             self.global_feed_forward = EtcFeedForward(config)
 
-    def forward(self, long, global_, graph: GlobalLocalGraph, output_attentions: bool = False):
+    def forward(self, long, global_, graph, output_attentions: bool = False):
         if self.pre_norm:
             long_att, global_att, *weights = self.attention(
                 self.long_attention_norm(long), self.global_attention_norm(global_), graph, output_attentions
@@ -310,6 +299,7 @@ class EtcModel(EtcPreTrainedModel):
         self.embeddings.token_embeddings = value
 
     @can_return_tuple
+    @flattened_batches(token_inputs=LONG_TOKEN_INPUTS)
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -363,21 +353,27 @@ class EtcModel(EtcPreTrainedModel):
         global_ = self.embeddings(  # the global input (is_global=True)
             inputs.global_input_ids, global_inputs_embeds, inputs.global_token_type_ids, global_position_ids, True
         )
-        all_long = (long,) if output_hidden_states else None
-        all_global = (global_,) if output_hidden_states else None
+        # padding-free (longbird_packing) unless weights are wanted or the caller gave graph pieces
+        graph, (strip_long, strip_global) = inputs.graph, map(zeros_after_last_token, inputs.examples)
+        packed = None if output_attentions or inputs.explicit_graph else pack_global_local(graph, *inputs.examples)
+        if packed is not None:
+            graph, long, global_ = packed, packed.long.pack(long), packed.global_.pack(global_)
+            strip_long, strip_global = packed.long.strip, packed.global_.strip
+        all_long = (strip_long(long),) if output_hidden_states else None
+        all_global = (strip_global(global_),) if output_hidden_states else None
         long_attentions = () if output_attentions else None
         global_attentions = () if output_attentions else None
         for layer in self.layers:
-            long, global_, long_weights, global_weights = layer(long, global_, inputs.graph, output_attentions)
+            long, global_, long_weights, global_weights = layer(long, global_, graph, output_attentions)
             if output_hidden_states:
-                all_long += (long,)
-                all_global += (global_,)
+                all_long += (strip_long(long),)
+                all_global += (strip_global(global_),)
             if output_attentions:
                 long_attentions += (long_weights,)
                 global_attentions += (global_weights,)
         return EtcModelOutput(
-            last_hidden_state=long,
-            global_last_hidden_state=global_,
+            last_hidden_state=strip_long(long),
+            global_last_hidden_state=strip_global(global_),
             hidden_states=all_long,
             global_hidden_states=all_global,
             attentions=long_attentions,
@@ -439,6 +435,7 @@ class EtcForMaskedLM(EtcPreTrainedModel):
         self.lm_head.decoder = new_embeddings
 
     @can_return_tuple
+    @flattened_batches(("logits",), LONG_TOKEN_INPUTS, token_labels=True)
     @takes_encoder_inputs("labels")
     def forward(self, inputs: dict[str, Any], labels: torch.LongTensor | None = None, **kwargs) -> MaskedLMOutput:
         """`labels` `[B, n_l]`: token ids to predict, -100 where nothing is predicted."""
@@ -578,6 +575,7 @@ class EtcForSequenceClassification(EtcPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @flattened_batches(token_inputs=LONG_TOKEN_INPUTS)
     @takes_encoder_inputs("labels")
     def forward(
         self, inputs: dict[str, Any], labels: torch.LongTensor | None = None, **kwargs
@@ -602,6 +600,7 @@ class EtcForTokenClassification(EtcPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @flattened_batches(("logits",), LONG_TOKEN_INPUTS, token_labels=True)
     @takes_encoder_inputs("labels")
     def forward(
         self, inputs: dict[str, Any], labels: torch.LongTensor | None = None, **kwargs
@@ -635,6 +634,7 @@ class EtcForQuestionAnswering(EtcPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @flattened_batches(("start_logits", "end_logits"), LONG_TOKEN_INPUTS)
     @takes_encoder_inputs("start_positions", "end_positions", "supporting_fact_labels")
     def forward(
         self,

@@ -8,6 +8,12 @@ best span over all windows is returned with character offsets into the context. 
 made by `EtcFeaturizer`; a context too long for one row continues in further rows at sentence
 boundaries.
 
+With `batch_size > 1` the windows of a batch (of one question or of several) are padded on the
+right to the longest window of that batch, never to `max_seq_len`: the pipeline pads them
+itself (the tokenizer's `padding_side` does not apply: every window's logits are read from its
+first token), and the models skip padding inside, so a batch of short and long windows costs
+what its tokens cost.
+
 `select_answers` is the span selection itself (the best start/end pairs of every window, ranked
 on one scale for all windows: a softmax over all windows' context tokens, so a short last window
 gets no advantage); the question-answering Trainer recipe uses it too.
@@ -146,11 +152,8 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
         )
         windows = len(encoded["input_ids"])
         for i in range(windows):
-            model_inputs = {
-                name: torch.tensor([encoded[name][i]]) for name in self.tokenizer.model_input_names if name in encoded
-            }
             yield {
-                **model_inputs,
+                "window": {name: encoded[name][i] for name in self.tokenizer.model_input_names if name in encoded},
                 "offsets": encoded["offset_mapping"][i],
                 "sequence_ids": encoded.sequence_ids(i),
                 "context": context,
@@ -173,7 +176,7 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
         windows = len(rows["input_ids"])
         for i in range(windows):
             yield {
-                **{name: torch.tensor([rows[name][i]]) for name in ETC_INPUTS},
+                "window": {name: rows[name][i] for name in ETC_INPUTS},
                 "offsets": [tuple(o) for o in rows["offset_mapping"][i]],
                 "sequence_ids": [1 if t == 1 else 0 for t in rows["token_type_ids"][i]],
                 "context": context,
@@ -182,7 +185,12 @@ class LongQuestionAnsweringPipeline(ChunkPipeline):
 
     def _forward(self, inputs):
         extras = {k: inputs.pop(k) for k in ("offsets", "sequence_ids", "context", "is_last")}
-        out = self.model(**inputs)
+        windows = inputs.pop("window")  # one window's dict, or (batch_size > 1) a list of them
+        pad_token_id = self.tokenizer.pad_token_id
+        if pad_token_id is None:
+            pad_token_id = getattr(self.model.config, "pad_token_id", None) or 0
+        batch = pad_windows([windows] if isinstance(windows, dict) else windows, pad_token_id)
+        out = self.model(**{name: value.to(self.device) for name, value in batch.items()})
         return {"start_logits": out.start_logits, "end_logits": out.end_logits, **extras}
 
     def postprocess(self, outputs, top_k: int = 1, max_answer_len: int = 30, handle_impossible_answer: bool = False):
@@ -270,6 +278,20 @@ def select_answers(
         ranked.append({"score": probability(*null), "start": 0, "end": 0, "answer": ""})
         ranked.sort(key=lambda a: -a["score"])  # stable: a tie keeps the span first
     return ranked[:top_k]
+
+
+def pad_windows(windows: Sequence[dict[str, Sequence[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Windows (dicts of per-token id lists) as `[len(windows), longest]` tensors, padded on the
+    right to the longest window of this batch: `pad_token_id` in `input_ids` and `global_input_ids`,
+    0 in the masks, token types, breakpoints and `sentence_ids` (ETC's global inputs get their own
+    longest length). Right padding keeps every window's tokens, and so its logits, at 0..n-1."""
+    batch = {}
+    for name in windows[0]:
+        width = max(len(window[name]) for window in windows)
+        fill = pad_token_id if name in ("input_ids", "global_input_ids") else 0
+        rows = [list(window[name]) + [fill] * (width - len(window[name])) for window in windows]
+        batch[name] = torch.tensor(rows, dtype=torch.long)
+    return batch
 
 
 def _question_and_context(example) -> tuple[str, str]:

@@ -8,13 +8,17 @@ Data: .txt/.tokens/.text files (optionally compressed), cut into samples by --sa
 .json/.jsonl/.csv/.parquet with one sample per row in --text_column.
 
 - BigBird (`--model_type longbird_bigbird`, or any checkpoint with a masked-LM head): samples are
-  tokenized, joined with [SEP] between them and cut into blocks of `max_seq_length` (each
-  `[CLS] ... [SEP]`); `DataCollatorForLanguageModeling` masks `mlm_probability` of the tokens
-  (BERT's 80/10/10). Model: `AutoModelForMaskedLM`.
+  tokenized, joined with [SEP] between them and packed into blocks of `max_seq_length` (each
+  `[CLS] ... [SEP]`; only the last block of each 1,000 samples is shorter), so batches carry
+  almost no padding; `DataCollatorForLanguageModeling` pads a batch to its longest block (no
+  rounding to the block size: the model does that inside) and masks `mlm_probability` of the
+  tokens (BERT's 80/10/10). Model: `AutoModelForMaskedLM`.
 - ETC (`--model_type longbird_etc` or an ETC checkpoint): `EtcFeaturizer` turns each sample into
   rows of `max_seq_length` long tokens with one global token per sentence (at most
   `max_global_length`); `EtcPretrainingCollator` masks whole sentences for CPC (`cpc_probability`
   of each row's sentences, `--no_cpc` turns CPC off) and `mlm_probability` of the other tokens.
+  A row holds one sample (a long one continues in further rows); `--pack` packs short samples
+  into shared rows, each kept apart by its breakpoints. Batches are padded to their longest row.
   Model: `AutoModelForPreTraining` (`EtcForPreTraining`).
 - BigBird-Pegasus has no pretraining objective here (ValueError).
 
@@ -181,7 +185,7 @@ def group_texts(
 ) -> dict[str, list]:
     """run_mlm's "group_texts": samples tokenized, joined with [SEP] (the tokenizer's separator)
     and cut into blocks of `max_seq_length` tokens, each `[CLS] ... [SEP]` (`affixes`). The shorter
-    last block of each map batch is kept (the collator pads it)."""
+    last block of each map batch is kept (the collator pads a batch only to its longest block)."""
     ids = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)[
         "input_ids"
     ]
@@ -263,14 +267,12 @@ class _EtcMlmOnlyCollator(EtcPretrainingCollator):
         return batch
 
 
-def make_collator(
-    family: str, tokenizer, data_args: PretrainingDataArguments, pad_to_multiple_of: int | None, seed: int | None = None
-):
-    """The masking collator; `seed` set: a fixed-mask one (evaluation), else torch's global RNG."""
+def make_collator(family: str, tokenizer, data_args: PretrainingDataArguments, seed: int | None = None):
+    """The masking collator; `seed` set: a fixed-mask one (evaluation), else torch's global RNG.
+    Either pads a batch to its longest row and no further (block-sparse models round up to whole
+    blocks inside, and skip the padding)."""
     if family == "mlm":
-        return DataCollatorForLanguageModeling(
-            tokenizer, mlm_probability=data_args.mlm_probability, pad_to_multiple_of=pad_to_multiple_of, seed=seed
-        )
+        return DataCollatorForLanguageModeling(tokenizer, mlm_probability=data_args.mlm_probability, seed=seed)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     cls = EtcPretrainingCollator if data_args.cpc else _EtcMlmOnlyCollator
     return cls(
@@ -409,7 +411,6 @@ def train(
         )
         preprocess = featurizer.map_function("text")
         what, fix = "ETC rows", "the texts tokenize to nothing; check --text_column and the files."
-        pad_to_multiple_of = None
     else:
         preprocess = functools.partial(
             group_texts,
@@ -418,8 +419,6 @@ def train(
             affixes=special_affixes(tokenizer),
         )
         what, fix = "token blocks", "the texts tokenize to nothing; check --text_column and the files."
-        block = getattr(model.config, "block_size", None)
-        pad_to_multiple_of = block if getattr(model.config, "attention_type", None) == "block_sparse" else None
 
     features = {}
     with training_args.main_process_first(desc="tokenize"):
@@ -449,10 +448,8 @@ def train(
         train_dataset=features.get("train"),
         eval_dataset=features.get("validation"),
         processing_class=tokenizer,
-        data_collator=make_collator(family, tokenizer, data_args, pad_to_multiple_of),
-        eval_data_collator=functools.partial(
-            make_collator, family, tokenizer, data_args, pad_to_multiple_of, seed=training_args.seed
-        ),
+        data_collator=make_collator(family, tokenizer, data_args),
+        eval_data_collator=functools.partial(make_collator, family, tokenizer, data_args, seed=training_args.seed),
         compute_metrics=functools.partial(compute_metrics, with_cpc=with_cpc) if training_args.do_eval else None,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics if training_args.do_eval else None,
     )

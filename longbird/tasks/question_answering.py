@@ -442,11 +442,12 @@ class AnswerScorer:
         return self.metric.compute(predictions=predictions, references=references)
 
 
-class QuestionAnsweringTrainer(Trainer):
+class QuestionAnsweringTrainer(recipe.InOrderEvaluation, Trainer):
     """A Trainer whose `evaluate` predicts start/end logits over the evaluation features, picks the
     best answer of every example over all its windows and adds SQuAD exact match and F1 (as
     `<prefix>_exact_match`, `<prefix>_f1`) to the loss and speed metrics. The answers go to
-    `<output_dir>/<prefix>_predictions.json` (main process)."""
+    `<output_dir>/<prefix>_predictions.json` (main process). Evaluation runs in the features'
+    order (predictions are matched to them by position), also with --group_by_length."""
 
     def __init__(
         self, *args, eval_examples: datasets.Dataset | None = None, answer_scorer: AnswerScorer | None = None, **kwargs

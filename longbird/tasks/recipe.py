@@ -36,6 +36,7 @@ import torch
 import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import StrictDataclassError
+from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
     AutoTokenizer,
@@ -44,7 +45,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import get_last_checkpoint, has_length
 
 import longbird  # noqa: F401  (registers the Auto classes)
 from longbird.tokenization import train_dna_tokenizer, train_tokenizer
@@ -121,6 +122,15 @@ class DataArguments:
     dataset_name: str | None = field(
         default=None, metadata={"help": "Name of the data for the model card (default: the data file's name)."}
     )
+    group_by_length: bool = field(
+        default=False,
+        metadata={
+            "help": "Put training examples of similar length into the same batch (transformers' "
+            "LengthGroupedSampler over the input_ids lengths; the same as --train_sampling_strategy "
+            "group_by_length). Batches are always padded only to their longest example and the model skips "
+            "the padding, so this mostly evens out the tokens per step. Evaluation keeps the data's order."
+        },
+    )
 
 
 def parse_args(
@@ -150,6 +160,14 @@ def parse_args(
         # pinned host memory only speeds up copies to an accelerator; without one, torch warns
         # about it in every DataLoader (an explicit --dataloader_pin_memory is kept)
         training_args.dataloader_pin_memory = False
+    if getattr(data_args, "group_by_length", False):
+        strategy = training_args.train_sampling_strategy
+        if "train_sampling_strategy" in given and strategy != "group_by_length":
+            raise ValueError(
+                f"--group_by_length and --train_sampling_strategy {strategy} ask for two different training "
+                "samplers; pass one of them."
+            )
+        training_args.train_sampling_strategy = "group_by_length"
     check_arguments(model_args, data_args, training_args)
     return model_args, data_args, training_args
 
@@ -481,6 +499,22 @@ def resume_checkpoint(training_args: TrainingArguments) -> str | None:
     if value and value.lower() in ("latest", "true"):
         return get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
     return value or None
+
+
+class InOrderEvaluation:
+    """Trainer mixin: evaluation batches in the evaluation set's order, also under --group_by_length.
+
+    transformers then groups evaluation batches by length as well; the question-answering and
+    summarization recipes match predictions to their examples by position, so they keep the order
+    (`class QuestionAnsweringTrainer(recipe.InOrderEvaluation, Trainer)`)."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_eval_sampler(eval_dataset)
+        if eval_dataset is None or not has_length(eval_dataset):
+            return None
+        # Trainer's own choice without length grouping: accelerate shards a sampler-less loader in order
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
 
 def card_dataset(data_args: DataArguments) -> dict[str, str | None]:

@@ -214,6 +214,11 @@ class EtcSeq2SeqCollator:
         return batch
 
 
+class SummarizationTrainer(recipe.InOrderEvaluation, Seq2SeqTrainer):
+    """`Seq2SeqTrainer` that evaluates in the data's order, also with --group_by_length:
+    `compute_metrics` pairs the generated summaries with the references by position."""
+
+
 # --------------------------------------------------------------------------------------------
 # tokenizer and model
 # --------------------------------------------------------------------------------------------
@@ -419,7 +424,7 @@ def train(model_args: ModelArguments, data_args: SummarizationDataArguments, tra
         lengths = [sum(1 for t in row if t not in special) for row in predictions.tolist()]
         return {**{k: float(v) for k, v in scores.items()}, "gen_len": float(np.mean(lengths))}
 
-    trainer = Seq2SeqTrainer(
+    trainer = SummarizationTrainer(
         model=model,
         args=training_args,
         train_dataset=processed.get("train"),

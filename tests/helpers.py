@@ -1,0 +1,64 @@
+"""Helpers shared by test modules: tiny model configs over a tokenizer's vocabulary and JSONL data files.
+
+Imported as `from helpers import ...` (pytest puts tests/ on sys.path, as for hub_server). Each config
+takes `tokenizer`'s length as its vocabulary; `overrides` set what a test needs beyond the tiny sizes
+(max_position_embeddings, token ids, ...), or replace them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import longbird
+
+
+def tiny_bigbird_config(tokenizer, **overrides) -> longbird.BigBirdConfig:
+    """One BigBird layer: hidden 32, 2 heads, FFN 64, block 8, 1 random block."""
+    sizes = dict(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        block_size=8,
+        num_random_blocks=1,
+    )
+    return longbird.BigBirdConfig(vocab_size=len(tokenizer), **{**sizes, **overrides})
+
+
+def tiny_etc_config(tokenizer, **overrides) -> longbird.EtcConfig:
+    """One ETC layer: hidden 32, 2 heads, FFN 64, local radius 4, relative positions up to 3 (12 ids)."""
+    sizes = dict(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        local_radius=4,
+        relative_pos_max_distance=3,
+        relative_vocab_size=12,
+    )
+    return longbird.EtcConfig(vocab_size=len(tokenizer), **{**sizes, **overrides})
+
+
+def tiny_pegasus_config(tokenizer, **overrides) -> longbird.BigBirdPegasusConfig:
+    """One encoder and one decoder layer: d_model 32, 2 heads, FFN 32, block 8, 1 random block; the pad
+    id (also the decoder start) is `tokenizer`'s."""
+    sizes = dict(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        block_size=8,
+        num_random_blocks=1,
+        pad_token_id=tokenizer.pad_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return longbird.BigBirdPegasusConfig(vocab_size=len(tokenizer), **{**sizes, **overrides})
+
+
+def write_jsonl(path, rows) -> str:
+    """`rows` as JSON Lines at `path`; returns the path as a string (for a --*_file flag)."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
