@@ -435,3 +435,44 @@ def test_bad_flattened_batches_name_the_argument(cls, config_cls, base):
     fails(r"one row \[1, total\]", input_ids=two_rows, cu_seq_lens_q=batch["cu_seq_lens_q"])
     with pytest.raises(TypeError, match="cu_seq_len_q"):
         model(input_ids=ids, position_ids=positions, cu_seq_len_q=batch["cu_seq_lens_q"])
+
+
+@pytest.mark.parametrize(
+    "cls, config_cls, base", [(BigBirdForMaskedLM, BigBirdConfig, BIGBIRD), (EtcForMaskedLM, EtcConfig, ETC)]
+)
+def test_gradient_checkpointing_of_a_packed_batch(cls, config_cls, base):
+    model = make(cls, config_cls, base).train()
+    ids, mask = padded(examples())
+    labels = torch.where(mask.bool(), ids, -100)
+    plain = gradients(model, lambda: model(ids, attention_mask=mask, labels=labels).loss)
+    model.gradient_checkpointing_enable()
+    checkpointed = gradients(model, lambda: model(ids, attention_mask=mask, labels=labels).loss)
+    assert_same_gradients(plain, checkpointed, tol=1e-6)
+
+
+def test_etc_flattened_batch_with_a_global_input():
+    """Per-token structure inputs come flattened; the global input stays one row per example."""
+    model = make(EtcModel, EtcConfig, ETC)
+    sequences = examples([50, 23])
+    counts = [5, 3]
+    sentence_ids = torch.cat([torch.arange(len(s)) // 10 for s in sequences])[None]
+    global_ids = torch.ones(2, 5, dtype=torch.long)
+    global_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        out = model(
+            **flattened(sequences),
+            sentence_ids=sentence_ids,
+            global_input_ids=global_ids,
+            global_attention_mask=global_mask,
+        )
+        start = 0
+        for i, (sequence, count) in enumerate(zip(sequences, counts)):
+            n = len(sequence)
+            alone = model(
+                sequence[None],
+                sentence_ids=(torch.arange(n) // 10)[None],
+                global_input_ids=torch.ones(1, count, dtype=torch.long),
+            )
+            close(out.last_hidden_state[0, start : start + n], alone.last_hidden_state[0])
+            close(out.global_last_hidden_state[i, :count], alone.global_last_hidden_state[0])
+            start += n
