@@ -63,6 +63,32 @@ class Packing:
     batch: int
     seq_len: int  # the caller's L
     num_global: int
+    token_source: torch.Tensor  # [T_tok] caller position (b * L + p) of each packed caller token
+    assemble_index: torch.Tensor  # [T] row of [tokens; global tokens; a zero row] for each packed row
+
+    def tokens(self, *inputs: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """The caller's per-token inputs (`[B, L]` or `[B, L, H]`; position ids may be `[1, L]` or
+        None: then the caller's positions) at the packed tokens only: `[1, T_tok, ...]`."""
+        gathered = []
+        for x in inputs:
+            if x is not None:
+                x = x.expand(self.batch, *x.shape[1:]).reshape(self.batch * self.seq_len, *x.shape[2:])
+                x = x.index_select(0, self.token_source).unsqueeze(0)
+            gathered.append(x)
+        return gathered
+
+    def positions(self) -> torch.Tensor:
+        """`[1, T_tok]` the caller position of each packed token (default position ids)."""
+        return (self.token_source % self.seq_len).unsqueeze(0)
+
+    def assemble(self, tokens: torch.Tensor, global_embeds: torch.Tensor | None) -> torch.Tensor:
+        """Embedded packed tokens `[1, T_tok, H]` (+ global tokens `[B, g, H]`) -> the packed row
+        `[1, T, H]`: what `pack` makes of the padded internal batch, without embedding the padding."""
+        parts = [tokens.squeeze(0)]
+        if global_embeds is not None:
+            parts.append(global_embeds.to(tokens.dtype).reshape(-1, tokens.shape[-1]))
+        parts.append(tokens.new_zeros(1, tokens.shape[-1]))
+        return torch.cat(parts).index_select(0, self.assemble_index).unsqueeze(0)
 
     def pack(self, internal: torch.Tensor) -> torch.Tensor:
         """Internal `[B, n, H]` -> packed `[1, T, H]`."""
@@ -114,6 +140,15 @@ def make_packing(
     offset_of = torch.tensor(offsets)[:, None]
     strip_index = torch.where(positions < length_of, offset_of + positions, total).reshape(-1)
     global_index = (offset_of + torch.arange(num_global)).reshape(-1) if num_global else None
+    # each packed row's source: a caller token, an extra global token, or nothing (block padding)
+    example, internal = pack_index // internal_len, pack_index % internal_len
+    is_token = (internal >= num_prefix) & (internal < num_prefix + seq_len)
+    token_source = (example * seq_len + internal - num_prefix)[is_token]
+    is_global = internal < num_global
+    zero_row = len(token_source) + batch * num_global
+    assemble_index = torch.full_like(pack_index, zero_row)
+    assemble_index[is_token] = torch.arange(len(token_source))
+    assemble_index[is_global] = len(token_source) + example[is_global] * num_global + internal[is_global]
     return Packing(
         groups,
         total,
@@ -123,6 +158,8 @@ def make_packing(
         batch,
         seq_len,
         num_global,
+        token_source.to(device),
+        assemble_index.to(device),
     )
 
 

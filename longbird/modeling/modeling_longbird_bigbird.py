@@ -325,13 +325,19 @@ class BigBirdModel(BigBirdPreTrainedModel):
         layout = make_layout(
             config, attention_mask, global_prefix_length, global_attention_mask, checks, pack=not output_attentions
         )
-        hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         global_embeds = None
         if global_input_ids is not None:
             global_embeds = self.embeddings.global_inputs(global_input_ids)
         elif layout.num_global:
             global_embeds = self.embeddings.global_tokens(batch)
-        hidden = to_internal(hidden, layout, global_embeds)
+        if layout.packing is None:
+            hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+            hidden = to_internal(hidden, layout, global_embeds)
+        else:  # padding-free: only the real tokens are embedded
+            packing = layout.packing
+            ids, types, positions, embeds = packing.tokens(input_ids, token_type_ids, position_ids, inputs_embeds)
+            positions = packing.positions() if positions is None else positions
+            hidden = packing.assemble(self.embeddings(ids, types, positions, embeds), global_embeds)
         graphs, full_mask = layer_graphs(config, self.sparse_pattern, layout, hidden)
 
         all_hidden = (layout.strip(hidden),) if output_hidden_states else None
