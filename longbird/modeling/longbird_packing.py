@@ -38,17 +38,14 @@ FLATTENING_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_leng
 
 @dataclass(frozen=True)
 class PackedGroup:
-    """Examples of one shape, side by side in the packed row: rows `start .. start + count * length`."""
+    """Examples of one shape, side by side in the packed row: rows `start .. start + count * length`
+    (groups follow each other, so attention splits the row by `count * length`)."""
 
     start: int
     count: int
     length: int  # internal positions per example
     examples: tuple[int, ...]  # their indices in the batch
     key: tuple  # what makes their graphs equal (lengths, global blocks)
-
-    @property
-    def rows(self) -> slice:
-        return slice(self.start, self.start + self.count * self.length)
 
 
 @dataclass
@@ -225,9 +222,6 @@ def flat_batch(
     `cu_seq_lens_*` / `seq_idx`), or None for an ordinary batch. Raises a `ValueError` naming the
     argument when the description is inconsistent."""
     flattening = {k: v for k, v in flattening.items() if v is not None}
-    unknown = set(flattening) - set(FLATTENING_KWARGS)
-    if unknown:
-        raise TypeError(f"Unexpected keyword arguments {sorted(unknown)}; flattened batches take {FLATTENING_KWARGS}.")
     # one row whose positions restart at 0: several examples (a padded batch's rows never restart)
     if not isinstance(position_ids, torch.Tensor) or position_ids.dim() != 2:
         position_ids = None  # not a flattened batch's: the model checks it
