@@ -1,12 +1,12 @@
 """What the CPU encoder benchmarks (bench_encoders.py, bench_padding.py) share; not a script.
 
-- the model sizes (SIZES) and the block-sparse BigBird both build, longbird's or transformers'
-  (bigbird_model)
+- the model sizes (SIZES), the block-sparse BigBird both build, longbird's or transformers'
+  (bigbird_model), and transformers' ModernBERT at the same sizes (modernbert_model)
 - in the worker: peak RSS of the process (peak_mib), one warm-up and the timed repeats (time_step)
 - in the parent: one worker subprocess with its timeout and RSS guard (run_worker), the whole run
   over a plan of workers with its progress lines, JSONL records and report (run_all), and the /proc
   readings (mem_available_mib, rss_mib, loadavg)
-- in the report: the environment lines at its top (environment_lines, with busy), Markdown table rows
+- in the report: the environment lines at its top (environment_lines, with busy; cpu_bf16_line), Markdown table rows
   (table_head, table_row), cells (fmt_time, fmt_mem, fmt_ratio), ratios of two records (ok, ratio,
   inv) and the target lines (target_line)
 
@@ -63,6 +63,32 @@ def bigbird_model(name: str, max_pos: int, backend: str):
 
     config = transformers.BigBirdConfig(**kwargs)
     return transformers.BigBirdModel(config, add_pooling_layer=False)
+
+
+def modernbert_model(max_pos: int, pad_id: int = 0, **overrides):
+    """transformers.ModernBertModel at SIZES' vocabulary, hidden size, layers and heads, SDPA, dropout 0,
+    special token ids inside the vocabulary; `overrides` go to ModernBertConfig (e.g. intermediate_size,
+    local_attention, global_attn_every_n_layers); what is not given keeps transformers' default."""
+    import transformers
+
+    config = transformers.ModernBertConfig(
+        vocab_size=SIZES["vocab_size"],
+        hidden_size=SIZES["hidden_size"],
+        num_hidden_layers=SIZES["num_hidden_layers"],
+        num_attention_heads=SIZES["num_attention_heads"],
+        max_position_embeddings=max_pos,
+        # its defaults (50281..50283) lie outside a 32000 vocabulary
+        pad_token_id=pad_id,
+        bos_token_id=1,
+        cls_token_id=1,
+        eos_token_id=2,
+        sep_token_id=2,
+        attention_dropout=0.0,
+        embedding_dropout=0.0,
+        mlp_dropout=0.0,
+        **overrides,
+    )
+    return transformers.ModernBertModel._from_config(config, attn_implementation="sdpa")
 
 
 def peak_mib() -> float:
@@ -226,6 +252,26 @@ def environment_lines(threads: int) -> list[str]:
         f"- memory available at start: {mem_available_mib() / 1024:.1f} GiB; load average at start: {' '.join(load)}"
         + ("  **WARNING: CPU already busy, timings are not clean**" if busy(load, threads) else ""),
     ]
+
+
+def cpu_bf16_line() -> str:
+    """Whether this CPU computes bf16 natively. Without avx512_bf16/AMX, torch's bf16 matmul falls back to
+    a slow kernel (pytorch/pytorch#146508), so bf16 timings there measure that fallback."""
+    import torch
+
+    def has(name: str) -> bool | None:
+        probe = getattr(torch.cpu, name, None)  # private helpers: absent in some torch versions
+        try:
+            return None if probe is None else bool(probe())
+        except Exception:  # noqa: BLE001
+            return None
+
+    avx512_bf16, amx = has("_is_avx512_bf16_supported"), has("_is_amx_tile_supported")
+    fmt = lambda x: "?" if x is None else ("yes" if x else "no")  # noqa: E731
+    line = f"- CPU bf16 support: avx512_bf16 {fmt(avx512_bf16)}, AMX tiles {fmt(amx)}"
+    if avx512_bf16 is False and amx is False:
+        line += " (no native bf16: torch's bf16 matmuls take a slow fallback kernel here, pytorch#146508)"
+    return line
 
 
 def loadavg() -> list[str]:

@@ -17,8 +17,10 @@ max_position_embeddings max(4096, longest length)):
               vocab 32000, SDPA, transformers' default global/local layer pattern and window), on
               the padded batch as a user runs it: model(input_ids, attention_mask)
 
-Modes: `fwd` (torch.no_grad, eval) and `train` (forward + backward of the sum of last_hidden_state
-over the real tokens, bench_encoders' loss with padding masked out; no optimizer). The parent runs
+Modes: `fwd` (torch.no_grad, eval), `train` (forward + backward of the sum of last_hidden_state
+over the real tokens, bench_encoders' loss with padding masked out; no optimizer) and, for longbird,
+`train_ckpt` (the same step after model.gradient_checkpointing_enable(): activations of one layer at
+a time, what a user turns on when memory is the limit). The parent runs
 one fresh subprocess (this script with --worker) per (model, input, mode); the worker builds the
 model, does one warm-up, times `--repeats` runs and prints one JSON line with the median and
 resource.getrusage(RUSAGE_SELF).ru_maxrss (peak RSS of the whole process). The `alone` worker runs
@@ -55,6 +57,7 @@ from bench_common import (  # noqa: E402
     fmt_ratio,
     fmt_time,
     inv,
+    modernbert_model,
     ok,
     peak_mib,
     ratio,
@@ -70,7 +73,9 @@ MODELS = ("longbird", "hf_bigbird", "modernbert")
 LAYOUTS = {"longbird": ("padded", "alone", "flattened"), "hf_bigbird": ("padded",), "modernbert": ("padded",)}
 LENGTHS = (4096, 2600, 1700, 1100, 800, 600, 450, 350)
 QUICK_LENGTHS = (512, 300, 200, 100)
-MODES = ("fwd", "train")
+MODES = ("fwd", "train", "train_ckpt")
+# Training with model.gradient_checkpointing_enable(): longbird only (its memory target, both sides checkpointed).
+CKPT_MODELS = ("longbird",)
 PAD_ID = 0
 CHECK_TOL = 1e-4  # max |difference| of an example's output batched vs alone, fp32
 # A reference's training step is predicted as this many forward passes (skip if it cannot fit).
@@ -93,26 +98,8 @@ def build_model(name: str, max_pos: int, backend: str):
     if name in ("longbird", "hf_bigbird"):
         return bigbird_model(name, max_pos, backend)
     if name == "modernbert":
-        import transformers
-
-        config = transformers.ModernBertConfig(
-            vocab_size=SIZES["vocab_size"],
-            hidden_size=SIZES["hidden_size"],
-            num_hidden_layers=SIZES["num_hidden_layers"],
-            num_attention_heads=SIZES["num_attention_heads"],
-            intermediate_size=SIZES["intermediate_size"],
-            max_position_embeddings=max_pos,
-            # its defaults (50281..50283) lie outside a 32000 vocabulary
-            pad_token_id=PAD_ID,
-            bos_token_id=1,
-            cls_token_id=1,
-            eos_token_id=2,
-            sep_token_id=2,
-            attention_dropout=0.0,
-            embedding_dropout=0.0,
-            mlp_dropout=0.0,
-        )
-        return transformers.ModernBertModel._from_config(config, attn_implementation="sdpa")
+        # FFN 3072 like the other models here (transformers' default is 1152, GLU)
+        return modernbert_model(max_pos, PAD_ID, intermediate_size=SIZES["intermediate_size"])
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -199,7 +186,9 @@ def worker(args) -> None:
 
         torch.set_num_threads(args.threads)
         model = build_model(args.model, max_positions(args.lengths), args.longbird_backend)
-        model.train(args.mode == "train")
+        model.train(args.mode != "fwd")
+        if args.mode == "train_ckpt":
+            model.gradient_checkpointing_enable()
         n_params = sum(p.numel() for p in model.parameters())
         examples = make_examples(args.lengths)
         record = dict(base, params=n_params, rss_after_build_mib=peak_mib(), threads=torch.get_num_threads())
@@ -268,7 +257,7 @@ def run_one(args, model: str, layout: str, mode: str, mem_limit_mib: float) -> d
 
 def predicted_skip(args, results: dict, model: str, layout: str, mode: str) -> str | None:
     """A reference's training step is skipped when its forward failed or predicts it cannot fit."""
-    if mode != "train" or model == "longbird" or args.no_skip:
+    if mode == "fwd" or model == "longbird" or args.no_skip:
         return None
     f = results.get((model, layout, "fwd"))
     if f is None:
@@ -367,6 +356,7 @@ def report(args, results: dict, env_lines: list[str]) -> str:
                         "—" if et is None else f"{et['median_s']:.3f}",
                     ]
                     lines.append(table_row(cells + [""] * (len(header) - len(cells))))
+    lines += checkpointing_table(args, results)
     notes = [
         "",
         "Times: median seconds per call (whole batch; `alone, Σ`: the sum of the examples' medians, each "
@@ -384,6 +374,31 @@ def report(args, results: dict, env_lines: list[str]) -> str:
     lines += notes + ["", "## Targets", ""]
     lines += summary(args, results)
     return "\n".join(lines) + "\n"
+
+
+def checkpointing_table(args, results: dict) -> list[str]:
+    """longbird's training step with gradient checkpointing, when it was run (`train_ckpt`)."""
+    g = lambda lay: results.get(("longbird", lay, "train_ckpt"))  # noqa: E731
+    if all(g(lay) is None for lay in LAYOUTS["longbird"]):
+        return []
+    header = ["longbird, gradient checkpointing", "train s", "train peak MiB", "train / Σalone",
+              "train peak / longest alone", "train s without checkpointing"]  # fmt: skip
+    lines = ["", *table_head(header)]
+    for layout in LAYOUTS["longbird"]:
+        t, plain = g(layout), results.get(("longbird", layout, "train"))
+        key = "longest_peak_rss_mib" if layout == "alone" else "peak_rss_mib"
+        batched = layout != "alone"
+        lines.append(
+            table_row([
+                describe(args, layout),
+                fmt_time(t, args.repeats),
+                fmt_mem(t, key),
+                fmt_ratio(ratio(t, g("alone"), "median_s")) if batched else "—",
+                fmt_ratio(ratio(t, g("alone"), "peak_rss_mib", "longest_peak_rss_mib")) if batched else "—",
+                fmt_time(plain, args.repeats),
+            ])
+        )  # fmt: skip
+    return lines
 
 
 def summary(args, results: dict) -> list[str]:
@@ -411,6 +426,15 @@ def summary(args, results: dict) -> list[str]:
         "longbird peak memory above the built model (baseline left out): padded train / longest alone train",
         ratio(above_build(lb_t, "peak_rss_mib"), above_build(al_t, "longest_peak_rss_mib"), "delta"),
     )
+    lb_c, al_c = g("longbird", "padded", "train_ckpt"), g("longbird", "alone", "train_ckpt")
+    if lb_c is not None or al_c is not None:
+        target(
+            "longbird peak memory with gradient checkpointing (both): padded train / longest alone train",
+            ratio(lb_c, al_c, "peak_rss_mib", "longest_peak_rss_mib"),
+            "<=",
+            1.3,
+        )
+        info("longbird with gradient checkpointing: padded train / Σ alone train", ratio(lb_c, al_c, "median_s"))
     for mode, r, a in (("fwd", fl_f, al_f), ("train", fl_t, al_t)):
         if r is not None and r["status"] != "ok":
             out.append(f"- longbird flattened {mode} / Σ alone {mode}: {r['status']}  [no target]")
@@ -442,6 +466,8 @@ def parse_args():
                    help=f"smoke run: lengths {','.join(map(str, QUICK_LENGTHS))} and 1 repeat "
                    "(unless --lengths/--repeats given)")  # fmt: skip
     p.add_argument("--skip-train", action="store_true", help="forward only")
+    p.add_argument("--modes", type=csv, default=list(MODES),
+                   help=f"comma list from {','.join(MODES)} (train_ckpt: longbird only)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per (model, input, mode) subprocess")
     p.add_argument("--no-skip", action="store_true",
                    help="run a reference's training even when predicted slower than --timeout")  # fmt: skip
@@ -469,6 +495,9 @@ def parse_args():
         p.error("--lengths: a comma list of positive lengths")
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
+    bad = [m for m in args.modes if m not in MODES]
+    if bad or not args.modes:
+        p.error(f"--modes: a comma list from {','.join(MODES)}; got {args.modes}")
     return args
 
 
@@ -477,7 +506,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    modes = ["fwd"] if args.skip_train else list(MODES)
+    modes = ["fwd"] if args.skip_train else args.modes
     # every forward first (a reference's training is predicted from its forward), then every training step
     plan = [
         (
@@ -488,6 +517,7 @@ def main() -> None:
         for mode in modes
         for m in args.models
         for layout in LAYOUTS[m]
+        if mode != "train_ckpt" or m in CKPT_MODELS
     ]
     run_all(args, plan, environment, predicted_skip, run_one, report)
 

@@ -16,6 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from longbird.modeling import longbird_block_executors as executors
 from longbird.modeling.longbird_block_executors import (
     dense_attention,
     flex_attention,
@@ -85,8 +86,11 @@ def qkv(case, requires_grad=False, gen_seed=0):
     g: BlockGraph = case["graph"]
     b, h = g.key_blocks.shape[:2]
     gen = torch.Generator().manual_seed(gen_seed)
-    shape = (b, h, g.seq_len, case["head_dim"])
-    tensors = [torch.randn(shape, generator=gen, dtype=torch.float64).to(case["dtype"]) for _ in range(3)]
+    shape = (b, g.seq_len, h, case["head_dim"])
+    # [B, n, H, d] in memory, seen as [B, H, n, d]: the layout of the models' projections
+    tensors = [
+        torch.randn(shape, generator=gen, dtype=torch.float64).to(case["dtype"]).transpose(1, 2) for _ in range(3)
+    ]
     return [t.requires_grad_(requires_grad) for t in tensors]
 
 
@@ -101,22 +105,29 @@ def valid_queries(case) -> torch.Tensor:
 
 
 @SETTINGS
-@given(case=graph_cases())
-def test_gather_equals_dense_forward_and_gradients(case):
+@given(case=graph_cases(), chunk_bytes=st.sampled_from([1, executors.CHUNK_BYTES]))
+def test_gather_equals_dense_forward_and_gradients(case, chunk_bytes):
+    """`chunk_bytes=1`: CPU sparse rows one (example, head) group per chunk."""
     g, dtype = case["graph"], case["dtype"]
     scale = case["head_dim"] ** -0.5
     mask = valid_queries(case)
     weight = torch.randn(*g.key_blocks.shape[:2], g.seq_len, case["head_dim"], dtype=torch.float64).to(dtype)
     results = {}
-    for name, fn in (
-        ("gather", lambda q, k, v: gather_attention(q, k, v, g, scale)),
-        ("dense", lambda q, k, v: dense_attention(q, k, v, g, scale)[0]),
-    ):
-        q, k, v = qkv(case, requires_grad=True)
-        out = fn(q, k, v)
-        assert torch.isfinite(out).all(), name
-        (out * weight * mask).sum().backward()
-        results[name] = (out.detach() * mask, q.grad, k.grad, v.grad)
+    default_chunk_bytes, executors.CHUNK_BYTES = executors.CHUNK_BYTES, chunk_bytes
+    try:
+        for name, fn in (
+            ("gather", lambda q, k, v: gather_attention(q, k, v, g, scale)),
+            ("dense", lambda q, k, v: dense_attention(q, k, v, g, scale)[0]),
+        ):
+            q, k, v = qkv(case, requires_grad=True)
+            out = fn(q, k, v)
+            assert torch.isfinite(out).all(), name
+            (out * weight * mask).sum().backward()
+            results[name] = (out.detach() * mask, q.grad, k.grad, v.grad)
+        with torch.no_grad():  # inference runs the same chunks without autograd
+            torch.testing.assert_close(gather_attention(*qkv(case), g, scale) * mask, results["gather"][0])
+    finally:
+        executors.CHUNK_BYTES = default_chunk_bytes
     tol = TOL[dtype]
     for what, a, b in zip(("out", "dq", "dk", "dv"), results["gather"], results["dense"]):
         torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=lambda m, what=what: f"{what}: {m}")

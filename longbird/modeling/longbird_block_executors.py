@@ -3,8 +3,9 @@
 * `gather`: gathers each sparse row's key/value blocks into a dense `[.., slots * block, d]`
   tensor and runs one batched SDPA call over all rows; global rows run one SDPA call against
   every key. Memory is linear in sequence length; CPU and GPU; autograd (gradients of the
-  gathered slots flow back by column structure, `SlotRouting`; CPU training re-gathers in
-  backward instead of keeping the gathered rows, `_SparseRowsCPU`).
+  gathered slots flow back by column structure, `SlotRouting`). On CPU the sparse rows run in
+  chunks of whole (example, head) groups (`RowChunk`) whose gathered blocks stay small, and
+  training re-gathers in backward instead of keeping the gathered rows (`_SparseRowsCPU`).
 * `dense`: SDPA with the graph's `[B, H, n, n]` bias: the test oracle, and the path for inputs so
   short that every pair is attended anyway. The only path that can return attention weights.
 * `flex`: torch FlexAttention with a BlockMask and a multiplicity `score_mod`, compiled on GPU.
@@ -27,6 +28,12 @@ from .longbird_block_graph import BlockGraph
 from .longbird_packing import PackedGraph
 
 EXECUTORS = ("gather", "dense", "flex")
+
+# CPU sparse rows run in chunks whose gathered keys (and values) stay under this size: glibc then
+# recycles the same heap memory, where one gather of every row (~100 MiB per layer at 4k tokens)
+# is a fresh mmap of zeroed pages on every call (page faults: 73 vs 9 ms per layer in
+# ../shared/specs/cpu-profile.md), and the backward's gradient buffers shrink alike.
+CHUNK_BYTES = 8 << 20
 
 
 def run_attention(
@@ -103,20 +110,25 @@ class GatherPlan:
     """What the gather executor derives from a graph, computed once on the host and cached."""
 
     routing: SlotRouting  # slot -> key block index and its gradient routing
+    chunks: list[RowChunk]  # CPU: the sparse rows in (example, head)-aligned chunks
     sparse_bias: torch.Tensor | None  # [B*H*nb, 1, 1, S*bs] hides unused slots and padding keys
     key_bias: torch.Tensor | None  # [B, 1, 1, n] hides padding keys from global rows
     global_source: torch.Tensor | None  # which of the [B*H*G] global-row results are real rows
     global_target: torch.Tensor  # where they go among the B*H*nb output rows
 
     @staticmethod
-    def of(graph: BlockGraph, dtype: torch.dtype, device: torch.device) -> GatherPlan:
-        memo = (dtype, device)
+    def of(graph: BlockGraph, dtype: torch.dtype, device: torch.device, head_dim: int) -> GatherPlan:
+        memo = (dtype, device, head_dim)
         plan = graph.cache.get(memo)  # one lookup: safe if another thread fills the memo meanwhile
         if plan is None:
             host = graph.on_host()
             b, h, nb, s = host.key_blocks.shape
             bs = host.block_size
             routing = _routing(host, device)
+            chunks = []
+            if device.type == "cpu":
+                group_bytes = nb * s * bs * head_dim * torch.empty((), dtype=dtype).element_size()
+                chunks = _row_chunks(host, device, max(1, CHUNK_BYTES // group_bytes))
             visible = host.slot_valid.unsqueeze(-1)
             keys_all_valid = bool(host.key_valid.all())
             if not keys_all_valid:
@@ -132,7 +144,7 @@ class GatherPlan:
             real = (rows < nb).unsqueeze(1).expand(b, h, rows.shape[1]).reshape(-1)
             target = (rows.unsqueeze(1) + torch.arange(b * h).view(b, h, 1) * nb).reshape(-1)[real]
             source = None if bool(real.all()) else real.nonzero().squeeze(1).to(device)
-            plan = GatherPlan(routing, sparse_bias, key_bias, source, target.to(device))
+            plan = GatherPlan(routing, chunks, sparse_bias, key_bias, source, target.to(device))
             plan = graph.cache.setdefault(memo, plan)  # atomic: every caller gets the same plan
         return plan
 
@@ -143,34 +155,71 @@ class GatherPlan:
 # dict.get/setdefault only (never evicted). tests/test_thread_safety.py runs models from several
 # threads against a tiny LRU and compares with single-threaded outputs.
 
-_ROUTINGS: OrderedDict = OrderedDict()  # (graph structure, device) -> SlotRouting; a small LRU
+_ROUTINGS: OrderedDict = OrderedDict()  # (graph structure, device[, chunking]) -> routing(s); a small LRU
 _ROUTINGS_SIZE = 256
 _ROUTINGS_LOCK = threading.Lock()
 
 
 def _routing(host: BlockGraph, device: torch.device) -> SlotRouting:
-    """The slot routing of a graph; depends only on its structure, so batches of one shape share it.
+    """The slot routing of a graph (rows in (example, head, block) order, slots pointing at blocks
+    of the same (example, head))."""
+
+    def build() -> SlotRouting:
+        b, h, nb, s = host.key_blocks.shape
+        flat = host.key_blocks + torch.arange(b * h).view(b, h, 1, 1) * nb
+        return SlotRouting.from_slots(flat.view(-1, s), host.slot_valid.view(-1, s), nb).to(device)
+
+    return _cached((host.structure, device), host.structure is not None, build)
+
+
+@dataclass
+class RowChunk:
+    """Sparse rows `start:stop` (whole (example, head) groups, so their slots only point at key
+    blocks `start:stop`) and the routing of that chunk in local block numbers."""
+
+    start: int
+    stop: int
+    routing: SlotRouting
+
+
+def _row_chunks(host: BlockGraph, device: torch.device, groups: int) -> list[RowChunk]:
+    """The sparse rows cut into chunks of `groups` (example, head) groups."""
+
+    def build() -> list[RowChunk]:
+        b, h, nb, s = host.key_blocks.shape
+        slots, valid = host.key_blocks.reshape(b * h, nb, s), host.slot_valid.reshape(b * h, nb, s)
+        chunks = []
+        for first in range(0, b * h, groups):
+            last = min(b * h, first + groups)
+            local = slots[first:last] + torch.arange(last - first).view(-1, 1, 1) * nb
+            routing = SlotRouting.from_slots(local.view(-1, s), valid[first:last].reshape(-1, s), nb)
+            chunks.append(RowChunk(first * nb, last * nb, routing.to(device)))
+        return chunks
+
+    return _cached((host.structure, device, groups), host.structure is not None, build)
+
+
+def _cached(memo, cacheable: bool, build):
+    """`build()`, kept in the `_ROUTINGS` LRU under `memo` (routings depend only on a graph's
+    structure, so batches of one shape share them).
 
     Lookup (with its move to the LRU end) and insert (with its eviction) each hold the lock, so
-    a thread never sees an entry vanish between them; the routing itself is built outside it
+    a thread never sees an entry vanish between them; the value itself is built outside it
     (two threads may build the same one; the first stored wins)."""
-    memo = (host.structure, device) if host.structure is not None else None
-    if memo is not None:
-        with _ROUTINGS_LOCK:
-            routing = _ROUTINGS.get(memo)
-            if routing is not None:
-                _ROUTINGS.move_to_end(memo)
-                return routing
-    b, h, nb, s = host.key_blocks.shape
-    flat = host.key_blocks + torch.arange(b * h).view(b, h, 1, 1) * nb
-    routing = SlotRouting.from_slots(flat.view(-1, s), host.slot_valid.view(-1, s), nb).to(device)
-    if memo is not None:
-        with _ROUTINGS_LOCK:
-            routing = _ROUTINGS.setdefault(memo, routing)
+    if not cacheable:
+        return build()
+    with _ROUTINGS_LOCK:
+        value = _ROUTINGS.get(memo)
+        if value is not None:
             _ROUTINGS.move_to_end(memo)
-            while len(_ROUTINGS) > _ROUTINGS_SIZE:
-                _ROUTINGS.popitem(last=False)
-    return routing
+            return value
+    value = build()
+    with _ROUTINGS_LOCK:
+        value = _ROUTINGS.setdefault(memo, value)
+        _ROUTINGS.move_to_end(memo)
+        while len(_ROUTINGS) > _ROUTINGS_SIZE:
+            _ROUTINGS.popitem(last=False)
+    return value
 
 
 def gather_attention(
@@ -179,15 +228,18 @@ def gather_attention(
     b, h, n, d = query.shape
     bs, nb = graph.block_size, graph.num_blocks
     slots = graph.key_blocks.shape[-1]
-    plan = GatherPlan.of(graph, query.dtype, query.device)
+    plan = GatherPlan.of(graph, query.dtype, query.device, d)
 
     # Sparse rows: one index_select of key/value blocks, then one SDPA over B*H*nb rows. Rows go
     # in the batch dimension with one "head": SDPA's CPU kernel works in [batch, len, heads, d],
     # which is then the same memory, so neither it nor autograd copies the gathered blocks.
     rows = b * h * nb
     q_rows, k_blocks, v_blocks = query.reshape(rows, 1, bs, d), key.reshape(rows, bs, d), value.reshape(rows, bs, d)
-    if query.device.type == "cpu" and torch.is_grad_enabled() and query.requires_grad:
-        out = _SparseRowsCPU.apply(q_rows, k_blocks, v_blocks, plan, scale)
+    if query.device.type == "cpu":
+        if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad):
+            out = _SparseRowsCPU.apply(q_rows, k_blocks, v_blocks, plan, scale)
+        else:
+            out = _sparse_rows_cpu(q_rows, k_blocks, v_blocks, plan, scale)[0]
     else:
         k_rows = gather_blocks(k_blocks, plan.routing).view(rows, 1, slots * bs, d)
         v_rows = gather_blocks(v_blocks, plan.routing).view(rows, 1, slots * bs, d)
@@ -274,11 +326,13 @@ class SlotRouting:
             move(self.fix_dest),
         )
 
-    def backward(self, grad: torch.Tensor, num_blocks: int) -> torch.Tensor:
-        """`grad` of the gathered slots `[R, S, ...]` -> gradient of the blocks `[num_blocks, ...]`."""
+    def backward(self, grad: torch.Tensor, num_blocks: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """`grad` of the gathered slots `[R, S, ...]` -> gradient of the blocks `[num_blocks, ...]`
+        (written into `out` when given)."""
         r, s = self.flat.shape
         g = grad.reshape(r, s, -1)
-        out = g.new_zeros(num_blocks, g.shape[-1])
+        result = out
+        out = g.new_zeros(num_blocks, g.shape[-1]) if out is None else out.view(num_blocks, -1).zero_()
         for c, o in self.shifts:
             lo, hi = max(0, -o), r - max(0, o)
             out[lo + o : hi + o] += g[lo:hi, c]
@@ -288,7 +342,7 @@ class SlotRouting:
             out.index_add_(0, self.flat[:, c], g[:, c])
         if self.fix_rows.numel():
             out.index_add_(0, self.fix_dest, -g[self.fix_rows, self.fix_cols])
-        return out.view(num_blocks, *grad.shape[2:])
+        return out.view(num_blocks, *grad.shape[2:]) if result is None else result
 
 
 class _GatherBlocks(torch.autograd.Function):
@@ -310,17 +364,14 @@ class _SparseRowsCPU(torch.autograd.Function):
     """Sparse-row attention for CPU training that keeps only the key/value *blocks* for backward.
 
     Autograd around SDPA would keep the gathered `[rows, slots * block, d]` keys and values
-    (slots-times the size of the blocks) until backward; re-gathering them there costs two
-    index_selects and saves that memory (a third of a training step's peak at 4k tokens), and
-    the page faults of allocating it. Uses the CPU flash-attention kernels SDPA itself uses.
+    (slots-times the size of the blocks) until backward; re-gathering them there, chunk by chunk,
+    saves that memory (a third of a training step's peak at 4k tokens) and its page faults. Uses
+    the CPU flash-attention kernels SDPA itself uses.
     """
 
     @staticmethod
     def forward(ctx, q_rows, k_blocks, v_blocks, plan, scale):
-        k_rows, v_rows = _gathered_rows(k_blocks, v_blocks, plan, q_rows.shape[-2])
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            q_rows, k_rows, v_rows, 0.0, False, attn_mask=plan.sparse_bias, scale=scale
-        )
+        out, lse = _sparse_rows_cpu(q_rows, k_blocks, v_blocks, plan, scale)
         ctx.save_for_backward(q_rows, k_blocks, v_blocks, out, lse)
         ctx.plan, ctx.scale = plan, scale
         return out
@@ -328,23 +379,52 @@ class _SparseRowsCPU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         q_rows, k_blocks, v_blocks, out, lse = ctx.saved_tensors
-        plan = ctx.plan
-        k_rows, v_rows = _gathered_rows(k_blocks, v_blocks, plan, q_rows.shape[-2])
-        grad_q, grad_k, grad_v = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-            grad_out.contiguous(), q_rows, k_rows, v_rows, out, lse, 0.0, False,
-            attn_mask=plan.sparse_bias, scale=ctx.scale,
-        )  # fmt: skip
-        del k_rows, v_rows
-        r, s = plan.routing.flat.shape
-        blocks = k_blocks.shape[0]
-        grad_k = plan.routing.backward(grad_k.reshape(r, s, *k_blocks.shape[1:]), blocks)
-        grad_v = plan.routing.backward(grad_v.reshape(r, s, *v_blocks.shape[1:]), blocks)
+        plan, bs = ctx.plan, q_rows.shape[-2]
+        grad_out = grad_out.contiguous()
+        # contiguous: the blocks may be a strided view of the model's [B, n, H, d] projections
+        grad_q, grad_k, grad_v = (
+            torch.empty_like(x, memory_format=torch.contiguous_format) for x in (q_rows, k_blocks, v_blocks)
+        )
+        for chunk in plan.chunks:
+            rows = slice(chunk.start, chunk.stop)
+            k_rows, v_rows = _gathered_rows(k_blocks[rows], v_blocks[rows], chunk.routing, bs)
+            grad_q[rows], grad_k_rows, grad_v_rows = _FLASH_CPU_BACKWARD(
+                grad_out[rows], q_rows[rows], k_rows, v_rows, out[rows], lse[rows], 0.0, False,
+                attn_mask=_rows_of(plan.sparse_bias, rows), scale=ctx.scale,
+            )  # fmt: skip
+            count, slots = chunk.routing.flat.shape
+            for grad_rows, grad_blocks in ((grad_k_rows, grad_k), (grad_v_rows, grad_v)):
+                grad_rows = grad_rows.view(count, slots, *grad_blocks.shape[1:])
+                chunk.routing.backward(grad_rows, count, out=grad_blocks[rows])
         return grad_q, grad_k, grad_v, None, None
 
 
-def _gathered_rows(k_blocks, v_blocks, plan, block_size):
-    rows, slots = plan.routing.flat.shape
-    flat = plan.routing.flat.reshape(-1)
+_FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_FLASH_CPU_BACKWARD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+
+def _sparse_rows_cpu(q_rows, k_blocks, v_blocks, plan: GatherPlan, scale: float):
+    """Flash attention of every sparse row, chunk by chunk: `(out, log-sum-exp)` of all rows."""
+    bs = q_rows.shape[-2]
+    out = torch.empty_like(q_rows, memory_format=torch.contiguous_format)
+    # [rows, 1, block]; kept in float32 (or float64) whatever the input dtype, as the kernel does
+    lse = q_rows.new_empty(q_rows.shape[:-1], dtype=torch.promote_types(q_rows.dtype, torch.float32))
+    for chunk in plan.chunks:
+        rows = slice(chunk.start, chunk.stop)
+        k_rows, v_rows = _gathered_rows(k_blocks[rows], v_blocks[rows], chunk.routing, bs)
+        out[rows], lse[rows] = _FLASH_CPU(
+            q_rows[rows], k_rows, v_rows, 0.0, False, attn_mask=_rows_of(plan.sparse_bias, rows), scale=scale
+        )
+    return out, lse
+
+
+def _rows_of(bias: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
+    return None if bias is None else bias[rows]
+
+
+def _gathered_rows(k_blocks, v_blocks, routing: SlotRouting, block_size: int):
+    rows, slots = routing.flat.shape
+    flat = routing.flat.reshape(-1)
     d = k_blocks.shape[-1]
     k_rows = k_blocks.index_select(0, flat).view(rows, 1, slots * block_size, d)
     v_rows = v_blocks.index_select(0, flat).view(rows, 1, slots * block_size, d)
@@ -370,7 +450,9 @@ def dense_attention(
         bias = graph.dense_bias(query.dtype)
     if not return_weights:
         return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scale), None
-    weights = torch.softmax(torch.matmul(query, key.transpose(-1, -2)) * scale + bias, dim=-1)
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scale + bias
+    # clamped: in fp16, finfo.min + a score below -16 rounds to -inf, and a row with no visible key to NaN
+    weights = torch.softmax(scores.clamp_min(torch.finfo(scores.dtype).min), dim=-1)
     return torch.matmul(weights, value), weights
 
 

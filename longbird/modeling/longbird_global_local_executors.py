@@ -44,7 +44,9 @@ class RelativeLogits:
         a blocked pair is the id V, which adds the reference's -10000 in the same gather."""
         logits = torch.einsum("bh...d,vhd->bh...v", scaled_query, self.embedding)
         shape = (1, self.bias.shape[1]) + (1,) * (scaled_query.dim() - 3) + (self.num_ids,)
-        logits = logits + (self.bias.t() * scale).reshape(shape)
+        # in the logits' dtype: under autocast the bias is a float32 parameter, and float32 here
+        # would make every gathered score bias (scores-sized) float32 too
+        logits = logits + (self.bias.t() * scale).reshape(shape).to(logits.dtype)
         return F.pad(logits, (0, 1), value=MASKED_SCORE)
 
 

@@ -39,6 +39,7 @@ from .longbird_input_checks import (
     sequence_classification_loss,
     table_size,
 )
+from .longbird_layer_norm import LayerNorm
 from .longbird_packing import PackedGraph, flattened_batches
 from .remote_code import RemoteCodeMixin
 
@@ -67,7 +68,7 @@ class BigBirdEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         if config.num_global_tokens > 0:
             self.global_token_embeddings = nn.Embedding(config.num_global_tokens, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.rescale = config.hidden_size**0.5 if config.rescale_embeddings else None
         self.position_ids = nn.Buffer(torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False)
@@ -149,8 +150,9 @@ def eager_attention_forward(module, query, key, value, attention_mask, dropout=0
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None and attention_mask.dtype == torch.bool:  # the mask made for SDPA
         scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-    elif attention_mask is not None:
+    elif attention_mask is not None:  # clamped: in fp16, finfo.min + a negative score is -inf, a masked row NaN
         scores = scores + attention_mask
+        scores = scores.clamp_min(torch.finfo(scores.dtype).min)
     weights = nn.functional.dropout(torch.softmax(scores, dim=-1), p=dropout, training=module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
@@ -159,7 +161,7 @@ class BigBirdSelfOutput(nn.Module):
     def __init__(self, config: BigBirdConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states, input_tensor):
@@ -191,7 +193,7 @@ class BigBirdOutput(nn.Module):
     def __init__(self, config: BigBirdConfig):
         super().__init__()
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states, input_tensor):
@@ -375,7 +377,7 @@ class BigBirdPredictionHeadTransform(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.transform_act_fn = activation(config.hidden_act)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states):
         return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))

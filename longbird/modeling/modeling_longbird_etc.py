@@ -44,6 +44,7 @@ from .longbird_global_local_graph import (
     zeros_after_last_token,
 )
 from .longbird_input_checks import sequence_classification_loss, table_size, takes_inputs
+from .longbird_layer_norm import LayerNorm
 from .longbird_packing import flattened_batches
 from .remote_code import RemoteCodeMixin
 
@@ -72,8 +73,8 @@ class EtcEmbeddings(nn.Module):
         if self.has_positions:
             self.long_position_embeddings = nn.Embedding(config.max_absolute_position_embeddings, config.hidden_size)
             self.global_position_embeddings = nn.Embedding(config.max_absolute_position_embeddings, config.hidden_size)
-        self.long_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.global_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.long_layer_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.global_layer_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def tokens(self, ids: torch.Tensor) -> torch.Tensor:
@@ -189,7 +190,7 @@ class EtcFeedForward(nn.Module):
         self.dense_in = nn.Linear(config.hidden_size, config.intermediate_size)
         self.act = activation(config.hidden_act)
         self.dense_out = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.layer_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.pre_norm = config.use_pre_activation_order
 
@@ -207,8 +208,8 @@ class EtcLayer(GradientCheckpointingLayer):
     def __init__(self, config: EtcConfig):
         super().__init__()
         self.attention = EtcAttention(config)
-        self.long_attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.global_attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.long_attention_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.global_attention_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.pre_norm = config.use_pre_activation_order
         self.shared_feed_forward = config.share_feed_forward_params
@@ -411,7 +412,7 @@ class EtcLMHead(nn.Module):
         width = config.embedding_size or config.hidden_size
         self.dense = nn.Linear(config.hidden_size, width)
         self.act = activation(config.hidden_act)
-        self.layer_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.layer_norm = LayerNorm(width, eps=config.layer_norm_eps)
         self.decoder = nn.Linear(width, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 

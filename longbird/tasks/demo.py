@@ -5,7 +5,8 @@ scratch to tell human promoters from non-promoters (300 bp DNA, one token per ba
 its credits are in longbird/tasks/data/), evaluates it (accuracy, F1, AUROC), saves the checkpoint
 with its model card, and classifies held-out sequences through `pipeline("text-classification")`.
 It is the classification recipe (`longbird train classification`) with fixed arguments, so every
-Trainer flag works here too: `longbird demo --num_train_epochs 1 --output_dir /tmp/demo`.
+Trainer flag works here too: `longbird demo --num_train_epochs 1 --output_dir /tmp/demo`, or
+`longbird demo --bf16` (bfloat16 autocast for training and evaluation, CPU included).
 """
 
 from __future__ import annotations

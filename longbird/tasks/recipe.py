@@ -150,11 +150,17 @@ def parse_args(
             values = yaml.safe_load(text)
         if not isinstance(values, dict):
             raise ValueError(f'{argv[0]} must hold a mapping of argument names to values, e.g. {{"do_train": true}}.')
+        if _bf16_without_accelerator(values.get("bf16") or values.get("bf16_full_eval"), values.get("use_cpu")):
+            values = {**values, "use_cpu": True}
         parsed = parser.parse_dict(values)
         given = set(values)
     else:
-        parsed = parser.parse_args_into_dataclasses(argv)
         given = {arg.lstrip("-").split("=", 1)[0].replace("-", "_") for arg in argv if arg.startswith("--")}
+        if {"bf16", "bf16_full_eval"} & given:
+            flags, _ = parser.parse_known_args(argv)
+            if _bf16_without_accelerator(flags.bf16 or flags.bf16_full_eval, flags.use_cpu):
+                argv = [*argv, "--use_cpu"]
+        parsed = parser.parse_args_into_dataclasses(argv)
     model_args, data_args, training_args = parsed
     if "dataloader_pin_memory" not in given and (training_args.use_cpu or not _has_accelerator()):
         # pinned host memory only speeds up copies to an accelerator; without one, torch warns
@@ -172,6 +178,12 @@ def parse_args(
     return model_args, data_args, training_args
 
 
+def _bf16_without_accelerator(bf16: Any, use_cpu: Any) -> bool:
+    """--bf16 (or --bf16_full_eval) on a machine with no accelerator: CPU bfloat16 (autocast), which
+    transformers refuses without --use_cpu ("doesn't support bf16/gpu"); parse_args adds it."""
+    return bool(bf16) and not use_cpu and not _has_accelerator()
+
+
 def _has_accelerator() -> bool:
     accelerator = getattr(torch, "accelerator", None)  # torch's own test for its pin_memory warning
     return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
@@ -181,6 +193,11 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
     """Reject argument combinations that would fail later, deep inside a run."""
     if not (training_args.do_train or training_args.do_eval or getattr(training_args, "do_predict", False)):
         raise ValueError("Nothing to do: pass --do_train and/or --do_eval.")
+    if training_args.fp16 and (training_args.use_cpu or not _has_accelerator()):
+        raise ValueError(
+            "--fp16 (float16 mixed precision) needs a GPU: on CPU accelerate would train in float32 without "
+            "saying so. On CPU pass --bf16 (bfloat16 autocast); --fp16_full_eval evaluates in float16."
+        )
     if training_args.do_train and not data_args.train_file:
         raise ValueError("--do_train needs --train_file (a .json/.jsonl/.csv/.txt file).")
     if training_args.do_eval and not data_args.validation_file:
@@ -540,6 +557,8 @@ def train_and_evaluate(
 ) -> dict[str, float]:
     """Train (resuming if asked), evaluate, save model + tokenizer + metrics + model card, push if asked."""
     metrics: dict[str, float] = {}
+    if not training_args.do_train and trainer.is_world_process_zero():
+        trainer.save_model()  # before evaluate(): --bf16_full_eval/--fp16_full_eval cast the model in place
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
         trainer.save_model()
@@ -555,8 +574,6 @@ def train_and_evaluate(
         trainer.save_state()  # after evaluate(): trainer_state.json holds the final evaluation too
     model_card = None
     if trainer.is_world_process_zero():
-        if not training_args.do_train:
-            trainer.save_model()
         model_card = write_model_card(trainer.model, training_args.output_dir, card, metrics, training_args)
     if training_args.push_to_hub:
         trainer.push_to_hub()  # writes Trainer's generic card over ours: put ours back, here and on the Hub

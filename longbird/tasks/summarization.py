@@ -218,6 +218,12 @@ class SummarizationTrainer(recipe.InOrderEvaluation, Seq2SeqTrainer):
     """`Seq2SeqTrainer` that evaluates in the data's order, also with --group_by_length:
     `compute_metrics` pairs the generated summaries with the references by position."""
 
+    def prediction_step(self, *args: Any, **kwargs: Any) -> tuple:
+        # generate() calls the encoder itself, outside the autocast accelerate wraps around the
+        # model's forward(): under --bf16 the whole step, generation included, runs in autocast
+        with self.accelerator.autocast():
+            return super().prediction_step(*args, **kwargs)
+
 
 # --------------------------------------------------------------------------------------------
 # tokenizer and model
