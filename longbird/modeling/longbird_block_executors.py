@@ -109,8 +109,8 @@ def _bool_to_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class GatherPlan:
     """What the gather executor derives from a graph, computed once on the host and cached."""
 
-    routing: SlotRouting  # slot -> key block index and its gradient routing
-    chunks: list[RowChunk]  # CPU: the sparse rows in (example, head)-aligned chunks
+    routing: SlotRouting | None  # GPU: slot -> key block index and its gradient routing
+    chunks: list[RowChunk]  # CPU: the sparse rows in (example, head)-aligned chunks, each with its routing
     sparse_bias: torch.Tensor | None  # [B*H*nb, 1, 1, S*bs] hides unused slots and padding keys
     key_bias: torch.Tensor | None  # [B, 1, 1, n] hides padding keys from global rows
     global_source: torch.Tensor | None  # which of the [B*H*G] global-row results are real rows
@@ -124,11 +124,12 @@ class GatherPlan:
             host = graph.on_host()
             b, h, nb, s = host.key_blocks.shape
             bs = host.block_size
-            routing = _routing(host, device)
-            chunks = []
+            routing, chunks = None, []
             if device.type == "cpu":
                 group_bytes = nb * s * bs * head_dim * torch.empty((), dtype=dtype).element_size()
                 chunks = _row_chunks(host, device, max(1, CHUNK_BYTES // group_bytes))
+            else:
+                routing = _routing(host, device)
             visible = host.slot_valid.unsqueeze(-1)
             keys_all_valid = bool(host.key_valid.all())
             if not keys_all_valid:
@@ -230,9 +231,9 @@ def gather_attention(
     slots = graph.key_blocks.shape[-1]
     plan = GatherPlan.of(graph, query.dtype, query.device, d)
 
-    # Sparse rows: one index_select of key/value blocks, then one SDPA over B*H*nb rows. Rows go
-    # in the batch dimension with one "head": SDPA's CPU kernel works in [batch, len, heads, d],
-    # which is then the same memory, so neither it nor autograd copies the gathered blocks.
+    # Sparse rows: index_select of key/value blocks, then SDPA over B*H*nb rows (on CPU chunk by
+    # chunk, `_sparse_rows_cpu`). Rows go in the batch dimension with one "head": SDPA's CPU kernel
+    # works in [batch, len, heads, d], which is then the same memory, so nothing copies the gathers.
     rows = b * h * nb
     q_rows, k_blocks, v_blocks = query.reshape(rows, 1, bs, d), key.reshape(rows, bs, d), value.reshape(rows, bs, d)
     if query.device.type == "cpu":
