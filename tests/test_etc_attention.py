@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from longbird.modeling import longbird_global_local_executors as executors
 from longbird.modeling.longbird_global_local_executors import (
     RelativeLogits,
     global_local_attention,
@@ -183,6 +184,55 @@ def test_blocked_path_memory_is_linear_in_the_long_length():
     # `auto` must pick the blocked path here: a dense [n, n] float32 score matrix alone is 16 GiB
     out, _ = global_local_attention(q, k, v, kg, vg, graph, 0.5, None, backend="auto")
     assert out.shape == (b, h, n, d) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2_000, 1 << 30])
+@pytest.mark.parametrize("relative", [True, False])
+def test_cpu_chunks_agree_with_one_call_in_values_and_gradients(chunk_bytes, relative, monkeypatch):
+    """CPU executors run in chunks of queries (of examples, blocks, heads) and recompute a chunk's
+    scores in backward: the same outputs and gradients as one dense / one unchunked call."""
+    gen = torch.Generator().manual_seed(5)
+    b, h, n, m, d, vocab, radius = 2, 3, 50, 4, 8, 12, 4
+    graph = random_graph(b, n, m, radius, vocab, gen)
+    graph.l2l_mask[..., radius] = True  # no fully masked long query (dense and blocked differ there by design)
+    graph.g2g_mask |= torch.eye(m, dtype=torch.bool)
+    scale = d**-0.5
+    results = {}
+    for chunked in (False, True):
+        monkeypatch.setattr(executors, "CHUNK_BYTES", chunk_bytes)
+        gen.manual_seed(1)
+        q, k, v, qg, kg, vg, rel = tensors(b, h, n, m, d, vocab, gen)
+        rel = rel if relative else None
+        graph.cache.clear()
+        backend = "blocked" if chunked else "dense"
+        long_out, _ = global_local_attention(q, k, v, kg, vg, graph, scale, rel, backend=backend)
+        # the global side's unchunked path is the one that returns weights
+        global_out, _ = global_query_attention(qg, kg, vg, k, v, graph, scale, rel, return_weights=not chunked)
+        weights = torch.linspace(-1, 1, long_out.numel(), dtype=long_out.dtype).view_as(long_out)
+        ((long_out * weights).sum() + (global_out * global_out).sum()).backward()
+        params = (rel.embedding, rel.bias) if relative else ()
+        results[chunked] = [long_out.detach(), global_out.detach()] + [x.grad for x in (q, k, v, qg, kg, vg, *params)]
+    for one, chunks in zip(results[False], results[True]):
+        torch.testing.assert_close(chunks, one, atol=1e-10, rtol=1e-9)
+
+
+def test_cpu_chunks_replay_their_dropout_in_backward(monkeypatch):
+    """With dropout, backward reruns each chunk under the dropout mask of its forward: outputs are
+    linear in the values (through the same dropped probabilities), so the loss equals
+    <grad of the values, values> only when backward saw forward's masks."""
+    monkeypatch.setattr(executors, "CHUNK_BYTES", 2_000)
+    gen = torch.Generator().manual_seed(2)
+    b, h, n, m, d, vocab, radius = 2, 2, 40, 3, 4, 9, 3
+    q, k, v, qg, kg, vg, rel = tensors(b, h, n, m, d, vocab, gen)
+    graph = random_graph(b, n, m, radius, vocab, gen)
+    torch.manual_seed(0)
+    long_out, _ = global_local_attention(q, k, v, kg, vg, graph, d**-0.5, rel, "blocked", 0.5, True)
+    global_out, _ = global_query_attention(qg, kg, vg, k, v, graph, d**-0.5, rel, 0.5, True)
+    w_long, w_global = torch.randn_like(long_out), torch.randn_like(global_out)
+    loss = (long_out * w_long).sum() + (global_out * w_global).sum()
+    loss.backward()
+    torch.testing.assert_close((v.grad * v).sum() + (vg.grad * vg).sum(), loss.detach())
+    assert long_out.shape == (b, h, n, d) and not torch.equal(v.grad, torch.zeros_like(v))
 
 
 # --------------------------------------------------------------------------------------------

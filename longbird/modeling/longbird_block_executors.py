@@ -1,11 +1,13 @@
 """Executors: interchangeable kernels that compute attention over a `BlockGraph`.
 
-* `gather`: gathers each sparse row's key/value blocks into a dense `[.., slots * block, d]`
-  tensor and runs one batched SDPA call over all rows; global rows run one SDPA call against
-  every key. Memory is linear in sequence length; CPU and GPU; autograd (gradients of the
-  gathered slots flow back by column structure, `SlotRouting`). On CPU the sparse rows run in
-  chunks of whole (example, head) groups (`RowChunk`) whose gathered blocks stay small, and
-  training re-gathers in backward instead of keeping the gathered rows (`_SparseRowsCPU`).
+* `gather`: each sparse row attends to its slots' key/value blocks; global rows run one SDPA
+  call against every key. Memory is linear in sequence length; CPU and GPU; autograd. GPU: the
+  slots' blocks are gathered into a `[.., slots * block, d]` tensor for one batched SDPA call
+  (their gradients flow back by column structure, `SlotRouting`). CPU: the slots split into
+  parts run by the CPU flash kernels and merged by log-sum-exp (`SlotParts`): the window as an
+  overlapping strided view of the keys, the global blocks once per (example, head) for all its
+  queries, and only the rest (random blocks) gathered, in chunks (`RowChunk`); training keeps
+  only the key/value blocks for backward and re-gathers there (`_SparseRowsCPU`).
 * `dense`: SDPA with the graph's `[B, H, n, n]` bias: the test oracle, and the path for inputs so
   short that every pair is attended anyway. The only path that can return attention weights.
 * `flex`: torch FlexAttention with a BlockMask and a multiplicity `score_mod`, compiled on GPU.
@@ -17,6 +19,7 @@ Global-local graphs (ETC) have their own executors: `longbird_global_local_execu
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -110,8 +113,8 @@ class GatherPlan:
     """What the gather executor derives from a graph, computed once on the host and cached."""
 
     routing: SlotRouting | None  # GPU: slot -> key block index and its gradient routing
-    chunks: list[RowChunk]  # CPU: the sparse rows in (example, head)-aligned chunks, each with its routing
-    sparse_bias: torch.Tensor | None  # [B*H*nb, 1, 1, S*bs] hides unused slots and padding keys
+    sparse_bias: torch.Tensor | None  # GPU: [B*H*nb, 1, 1, S*bs] hides unused slots and padding keys
+    cpu: CpuRows | None  # CPU: the slots in parts (`SlotParts`) and their biases
     key_bias: torch.Tensor | None  # [B, 1, 1, n] hides padding keys from global rows
     global_source: torch.Tensor | None  # which of the [B*H*G] global-row results are real rows
     global_target: torch.Tensor  # where they go among the B*H*nb output rows
@@ -124,30 +127,31 @@ class GatherPlan:
             host = graph.on_host()
             b, h, nb, s = host.key_blocks.shape
             bs = host.block_size
-            routing, chunks = None, []
+            keys_all_valid = bool(host.key_valid.all())
+            key_valid = host.key_valid.view(b * nb, bs)[host.key_blocks + torch.arange(b).view(b, 1, 1, 1) * nb]
+            visible = (host.slot_valid.unsqueeze(-1) & key_valid).view(b * h * nb, s, bs)  # used, not padding
+            routing = sparse_bias = cpu = None
             if device.type == "cpu":
                 group_bytes = nb * s * bs * head_dim * torch.empty((), dtype=dtype).element_size()
-                chunks = _row_chunks(host, device, max(1, CHUNK_BYTES // group_bytes))
+                cpu = _cpu_rows(host, visible, dtype, max(1, CHUNK_BYTES // group_bytes))
             else:
-                routing = _routing(host, device)
-            visible = host.slot_valid.unsqueeze(-1)
-            keys_all_valid = bool(host.key_valid.all())
-            if not keys_all_valid:
-                key_valid_blocks = host.key_valid.view(b * nb, bs)
-                visible = visible & key_valid_blocks[host.key_blocks + torch.arange(b).view(b, 1, 1, 1) * nb]
-            sparse_bias = None
-            if not bool(visible.all()):
-                visible = visible.expand(b, h, nb, s, bs).reshape(b * h * nb, 1, 1, s * bs)
-                sparse_bias = _bool_to_bias(visible, dtype).to(device)
+                routing, sparse_bias = _routing(host, device), _slot_bias(visible, dtype, device)
             key_bias = None if keys_all_valid else _bool_to_bias(host.key_valid[:, None, None, :], dtype).to(device)
             # global rows padded with the id nb are dropped; the rest replace their sparse rows
             rows = host.global_rows
             real = (rows < nb).unsqueeze(1).expand(b, h, rows.shape[1]).reshape(-1)
             target = (rows.unsqueeze(1) + torch.arange(b * h).view(b, h, 1) * nb).reshape(-1)[real]
             source = None if bool(real.all()) else real.nonzero().squeeze(1).to(device)
-            plan = GatherPlan(routing, chunks, sparse_bias, key_bias, source, target.to(device))
+            plan = GatherPlan(routing, sparse_bias, cpu, key_bias, source, target.to(device))
             plan = graph.cache.setdefault(memo, plan)  # atomic: every caller gets the same plan
         return plan
+
+
+def _slot_bias(visible: torch.Tensor, dtype: torch.dtype, device=None) -> torch.Tensor | None:
+    """`[rows, slots, bs]` visibility -> additive `[rows, 1, 1, slots * bs]` bias (None: all visible)."""
+    if bool(visible.all()):
+        return None
+    return _bool_to_bias(visible.reshape(visible.shape[0], 1, 1, -1), dtype).to(device)
 
 
 # Caches shared by every call (and so by every thread): `_ROUTINGS` below is guarded by a lock;
@@ -171,33 +175,6 @@ def _routing(host: BlockGraph, device: torch.device) -> SlotRouting:
         return SlotRouting.from_slots(flat.view(-1, s), host.slot_valid.view(-1, s), nb).to(device)
 
     return _cached((host.structure, device), host.structure is not None, build)
-
-
-@dataclass
-class RowChunk:
-    """Sparse rows `start:stop` (whole (example, head) groups, so their slots only point at key
-    blocks `start:stop`) and the routing of that chunk in local block numbers."""
-
-    start: int
-    stop: int
-    routing: SlotRouting
-
-
-def _row_chunks(host: BlockGraph, device: torch.device, groups: int) -> list[RowChunk]:
-    """The sparse rows cut into chunks of `groups` (example, head) groups."""
-
-    def build() -> list[RowChunk]:
-        b, h, nb, s = host.key_blocks.shape
-        slots, valid = host.key_blocks.reshape(b * h, nb, s), host.slot_valid.reshape(b * h, nb, s)
-        chunks = []
-        for first in range(0, b * h, groups):
-            last = min(b * h, first + groups)
-            local = slots[first:last] + torch.arange(last - first).view(-1, 1, 1) * nb
-            routing = SlotRouting.from_slots(local.view(-1, s), valid[first:last].reshape(-1, s), nb)
-            chunks.append(RowChunk(first * nb, last * nb, routing.to(device)))
-        return chunks
-
-    return _cached((host.structure, device, groups), host.structure is not None, build)
 
 
 def _cached(memo, cacheable: bool, build):
@@ -231,17 +208,19 @@ def gather_attention(
     slots = graph.key_blocks.shape[-1]
     plan = GatherPlan.of(graph, query.dtype, query.device, d)
 
-    # Sparse rows: index_select of key/value blocks, then SDPA over B*H*nb rows (on CPU chunk by
-    # chunk, `_sparse_rows_cpu`). Rows go in the batch dimension with one "head": SDPA's CPU kernel
-    # works in [batch, len, heads, d], which is then the same memory, so nothing copies the gathers.
+    # Sparse rows: B*H*nb rows of one query block each, in the batch dimension with one "head" (the
+    # flash kernels work in [batch, len, heads, d], then the same memory: nothing copies the gathers).
+    # CPU: in parts (`SlotParts`); GPU: an index_select of the key/value blocks, one SDPA call.
     rows = b * h * nb
-    q_rows, k_blocks, v_blocks = query.reshape(rows, 1, bs, d), key.reshape(rows, bs, d), value.reshape(rows, bs, d)
+    q_rows = query.reshape(rows, 1, bs, d)
     if query.device.type == "cpu":
         if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad):
-            out = _SparseRowsCPU.apply(q_rows, k_blocks, v_blocks, plan, scale)
+            out = _SparseRowsCPU.apply(q_rows, key, value, plan.cpu, scale)
         else:
-            out = _sparse_rows_cpu(q_rows, k_blocks, v_blocks, plan, scale)[0]
+            k_pad, v_pad = _padded_blocks(key, plan.cpu), _padded_blocks(value, plan.cpu)
+            out = _sparse_rows_cpu(q_rows, k_pad, v_pad, plan.cpu, scale)[0]
     else:
+        k_blocks, v_blocks = key.reshape(rows, bs, d), value.reshape(rows, bs, d)
         k_rows = gather_blocks(k_blocks, plan.routing).view(rows, 1, slots * bs, d)
         v_rows = gather_blocks(v_blocks, plan.routing).view(rows, 1, slots * bs, d)
         out = F.scaled_dot_product_attention(q_rows, k_rows, v_rows, attn_mask=plan.sparse_bias, scale=scale)
@@ -361,80 +340,265 @@ class _GatherBlocks(torch.autograd.Function):
         return ctx.routing.backward(grad.view(r, s, *grad.shape[1:]), ctx.num_blocks), None
 
 
-class _SparseRowsCPU(torch.autograd.Function):
-    """Sparse-row attention for CPU training that keeps only the key/value *blocks* for backward.
+def gather_blocks(blocks: torch.Tensor, routing: SlotRouting) -> torch.Tensor:
+    """`blocks[routing.flat]` (`[R*S, ...]`) with a fast, structure-aware backward."""
+    return _GatherBlocks.apply(blocks, routing)
 
-    Autograd around SDPA would keep the gathered `[rows, slots * block, d]` keys and values
-    (slots-times the size of the blocks) until backward; re-gathering them there, chunk by chunk,
-    saves that memory (a third of a training step's peak at 4k tokens) and its page faults. Uses
-    the CPU flash-attention kernels SDPA itself uses.
-    """
+
+# --------------------------------------------------------------------------------------------
+# CPU sparse rows: window, global and gathered slots, merged by log-sum-exp
+# --------------------------------------------------------------------------------------------
+# Attention over a union of key sets merges from each set's output o_p and log-sum-exp l_p:
+# l = logsumexp_p l_p, o = sum_p exp(l_p - l) o_p. Backward needs no merge: one part's flash
+# backward, given the merged o and l, gives exactly that part's gradients; dQ sums them.
+# Key blocks are kept in rows order between `pad` zero blocks, `[pad + B*H*nb + pad, bs, d]`: the
+# window of row r is blocks r + offsets, one overlapping strided view for all rows. Window slots
+# past a group's ends are hidden; they read the padding or the next group's blocks, which only a
+# row that sees no valid key (an all-padding example) averages into its meaningless output.
+
+
+@dataclass
+class RowChunk:
+    """Sparse rows `start:stop` (whole (example, head) groups) and what they gather: `slots` `[rows, k]`
+    (padded-layout blocks; None: nothing) of slot `columns`, `keep`: where a global column is gathered."""
+
+    start: int
+    stop: int
+    slots: torch.Tensor | None
+    columns: list[int]
+    keep: torch.Tensor | None
+
+
+@dataclass
+class SlotParts:
+    """How the slot columns split (a function of the graph's structure, cached by it). Window:
+    columns whose block is always `row + offset` (`SlotRouting.shifts`). Global: one block per
+    (example, head) (`SlotRouting.constants`), run once per group against all of its queries; that
+    needs one validity for all of the group's sparse rows, else (rows past an example's end) the
+    group gathers the column. The rest (random blocks) is gathered, chunk by chunk."""
+
+    pad: int  # zero blocks at each end (the largest window offset)
+    offsets: list[int]  # the window view covers blocks row + offsets[0] .. row + offsets[-1]
+    window_columns: list[int | None]  # slot column of each offset (None: a gap, hidden)
+    global_slots: torch.Tensor | None  # [B*H * G] padded-layout block of each group's global column
+    global_valid: torch.Tensor | None  # [B*H, G] used by every sparse row of the group
+    chunks: list[RowChunk]
+
+
+@dataclass
+class CpuRows:
+    """The parts of a graph and their additive biases (which depend on padding: not cached)."""
+
+    parts: SlotParts
+    num_blocks: int
+    window_bias: torch.Tensor | None  # [B*H*nb, 1, 1, W*bs]
+    global_bias: torch.Tensor | None  # [B*H, 1, 1, G*bs]
+    chunk_biases: list[torch.Tensor | None]  # [rows, 1, 1, k*bs] per chunk
+
+
+def _window(shifts: list[tuple[int, int]]) -> dict[int, int]:
+    """offset -> column of the shift columns that make a dense window; a far offset (a column
+    that only looks shifted, e.g. used by one row) and a repeated one are left to the gather."""
+    first = dict(reversed([(offset, column) for column, offset in shifts]))  # the first column wins
+    keep = sorted(first)
+    while keep and keep[-1] - keep[0] + 1 > 2 * len(keep):
+        keep.remove(max(keep, key=abs))
+    return {o: first[o] for o in keep}
+
+
+def _slot_parts(host: BlockGraph, groups: int) -> SlotParts:
+    """The parts of a graph, the gathered ones in chunks of `groups` (example, head) groups."""
+
+    def build() -> SlotParts:
+        b, h, nb, s = host.key_blocks.shape
+        count = b * h
+        flat = (host.key_blocks + torch.arange(count).view(b, h, 1, 1) * nb).view(-1, s)
+        valid = host.slot_valid.reshape(-1, s)
+        columns = SlotRouting.from_slots(flat, valid, nb)
+        window = _window(columns.shifts)
+        pad = max((abs(o) for o in window), default=0)
+        sparse = (~host.row_is_global())[:, None, :].expand(b, h, nb).reshape(count, nb)
+        uniform, used = {}, {}  # per global column: [B*H] (global rows are replaced anyway)
+        for c, _ in columns.constants:
+            hit = valid[:, c].view(count, nb)
+            every, none = (hit | ~sparse).all(1), (~hit | ~sparse).all(1)
+            uniform[c], used[c] = every | none, every & ~none
+        taken = set(window.values()) | set(uniform)
+        gathered = [c for c in range(s) if c not in taken and bool(valid[:, c].any())]
+        chunks = []
+        for first in range(0, count, groups):
+            rows, here = slice(first * nb, min(count, first + groups) * nb), slice(first, first + groups)
+            mixed = {c: (~u[here]).repeat_interleave(nb) for c, u in uniform.items() if not bool(u[here].all())}
+            cols = sorted(gathered + list(mixed))
+            everywhere = torch.ones(rows.stop - rows.start, dtype=torch.bool)
+            keep = torch.stack([mixed.get(c, everywhere) for c in cols], 1) if mixed else None
+            chunks.append(RowChunk(rows.start, rows.stop, flat[rows][:, cols] + pad if cols else None, cols, keep))
+        global_slots = torch.stack([t for _, t in columns.constants], 1).view(-1) + pad if uniform else None
+        global_valid = torch.stack(list(used.values()), 1) if uniform else None
+        offsets = list(range(min(window), max(window) + 1)) if window else []
+        return SlotParts(pad, offsets, [window.get(o) for o in offsets], global_slots, global_valid, chunks)
+
+    return _cached((host.structure, "cpu", groups), host.structure is not None, build)
+
+
+def _cpu_rows(host: BlockGraph, visible: torch.Tensor, dtype: torch.dtype, groups: int) -> CpuRows:
+    """`visible`: `[B*H*nb, S, bs]` slot used and key not padding."""
+    parts, nb = _slot_parts(host, groups), host.num_blocks
+    rows, _, bs = visible.shape
+    window_bias = global_bias = None
+    if parts.offsets:
+        window = [visible[:, c] if c is not None else visible.new_zeros(rows, bs) for c in parts.window_columns]
+        window_bias = _slot_bias(torch.stack(window, 1), dtype)
+    if parts.global_slots is not None:
+        b, h = host.key_blocks.shape[:2]
+        key_valid = host.key_valid.view(b, 1, nb, bs).expand(b, h, nb, bs).reshape(rows, bs)
+        seen = key_valid[parts.global_slots - parts.pad].view(b * h, -1, bs) & parts.global_valid.unsqueeze(-1)
+        global_bias = _slot_bias(seen, dtype)
+    chunk_biases = []
+    for chunk in parts.chunks:
+        seen = visible[chunk.start : chunk.stop, chunk.columns]
+        chunk_biases.append(_slot_bias(seen if chunk.keep is None else seen & chunk.keep.unsqueeze(-1), dtype))
+    return CpuRows(parts, nb, window_bias, global_bias, chunk_biases)
+
+
+def _padded_blocks(x: torch.Tensor, plan: CpuRows) -> torch.Tensor:
+    """`[B, H, n, d]` -> `[pad + B*H*nb + pad, bs, d]`: the blocks in rows order between zero blocks."""
+    b, h, n, d = x.shape
+    pad, rows = plan.parts.pad, b * h * plan.num_blocks
+    out = x.new_empty(rows + 2 * pad, n // plan.num_blocks, d)
+    out[:pad] = out[pad + rows :] = 0
+    out[pad : pad + rows].view(b, h, n, d).copy_(x)
+    return out
+
+
+def _window_view(blocks: torch.Tensor, plan: CpuRows, rows: slice) -> torch.Tensor:
+    """`[rows, 1, W*bs, d]`: row r sees blocks r + offsets (overlapping views of `blocks`)."""
+    _, bs, d = blocks.shape
+    first = plan.parts.pad + rows.start + plan.parts.offsets[0]
+    size = (rows.stop - rows.start, 1, len(plan.parts.offsets) * bs, d)
+    return blocks.as_strided(size, (bs * d, bs * d, d, 1), blocks.storage_offset() + first * bs * d)
+
+
+def _fold_window(grad: torch.Tensor, out: torch.Tensor, plan: CpuRows) -> None:
+    """Add the window-view gradient `[rows, 1, W*bs, d]` to the blocks `out` `[rows, bs, d]`, but for
+    slots past their group's ends (unused)."""
+    nb, d = plan.num_blocks, grad.shape[-1]
+    grad = grad.view(-1, nb, len(plan.parts.offsets), grad.shape[-2] // len(plan.parts.offsets), d)
+    out = out.view(grad.shape[0], nb, -1, d)
+    for j, (offset, column) in enumerate(zip(plan.parts.offsets, plan.parts.window_columns)):
+        if column is not None:
+            lo, hi = max(0, -offset), nb - max(0, offset)
+            out[:, lo + offset : hi + offset] += grad[:, lo:hi, j]
+
+
+def _global_inputs(q_rows, k_pad, v_pad, plan: CpuRows):
+    """Every query of a group `[B*H, 1, nb*bs, d]` and the group's global blocks `[B*H, 1, G*bs, d]`."""
+    count, d = q_rows.shape[0] // plan.num_blocks, q_rows.shape[-1]
+    k, v = (x.index_select(0, plan.parts.global_slots).view(count, 1, -1, d) for x in (k_pad, v_pad))
+    return q_rows.view(count, 1, -1, d), k, v
+
+
+def _gathered(k_pad, v_pad, chunk: RowChunk):
+    rows = chunk.slots.shape[0]
+    return (x.index_select(0, chunk.slots.view(-1)).view(rows, 1, -1, x.shape[-1]) for x in (k_pad, v_pad))
+
+
+def _merge(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, lse) of attention over all the parts' keys from each part's (out, lse), in place in the
+    outputs' dtype: bf16 stays bf16 (each step computes in float32, rounds once), no big float32."""
+    lse = functools.reduce(torch.logaddexp, [part_lse for _, part_lse in parts])
+    out = None
+    for part_out, part_lse in parts:  # fresh kernel outputs (or our buffer): ours to overwrite
+        weight = (part_lse - lse).exp_().unsqueeze(-1)
+        out = part_out.mul_(weight) if out is None else out.addcmul_(part_out, weight)
+    return out, lse
+
+
+def _sparse_rows_cpu(q_rows, k_pad, v_pad, plan: CpuRows, scale: float):
+    """(out, log-sum-exp) of every sparse row `[B*H*nb, 1, bs, d]`, part by part, merged."""
+    r, _, bs, d = q_rows.shape
+    parts, results = plan.parts, []
+    if parts.global_slots is not None:
+        out, lse = _flash(*_global_inputs(q_rows, k_pad, v_pad, plan), plan.global_bias, scale)
+        results.append((out.reshape(r, 1, bs, d), lse.reshape(r, 1, bs)))
+    if parts.offsets:  # all rows in one call: nothing here is bigger than the output
+        window = (_window_view(x, plan, slice(0, r)) for x in (k_pad, v_pad))
+        results.append(_flash(q_rows, *window, plan.window_bias, scale))
+    if any(chunk.slots is not None for chunk in parts.chunks):
+        out = torch.empty_like(q_rows, memory_format=torch.contiguous_format)  # lse: float32 (or 64)
+        lse = q_rows.new_empty(q_rows.shape[:-1], dtype=torch.promote_types(q_rows.dtype, torch.float32))
+        for chunk, bias in zip(parts.chunks, plan.chunk_biases):  # chunk by chunk: the gathers stay small
+            rows = slice(chunk.start, chunk.stop)
+            if chunk.slots is None:  # nothing gathered: weight 0
+                out[rows], lse[rows] = 0.0, -torch.inf
+            else:
+                out[rows], lse[rows] = _flash(q_rows[rows], *_gathered(k_pad, v_pad, chunk), bias, scale)
+        results.append((out, lse))
+    return results[0] if len(results) == 1 else _merge(results)
+
+
+class _SparseRowsCPU(torch.autograd.Function):
+    """Sparse rows for CPU training, keeping only the query rows and the (padded) key/value blocks
+    for backward: autograd around the kernels would keep the gathered keys and values (slots-times
+    the size of the blocks; a third of a training step's peak at 4k tokens) and their page faults."""
 
     @staticmethod
-    def forward(ctx, q_rows, k_blocks, v_blocks, plan, scale):
-        out, lse = _sparse_rows_cpu(q_rows, k_blocks, v_blocks, plan, scale)
-        ctx.save_for_backward(q_rows, k_blocks, v_blocks, out, lse)
-        ctx.plan, ctx.scale = plan, scale
+    def forward(ctx, q_rows, key, value, plan: CpuRows, scale):
+        k_pad, v_pad = _padded_blocks(key, plan), _padded_blocks(value, plan)
+        out, lse = _sparse_rows_cpu(q_rows, k_pad, v_pad, plan, scale)
+        ctx.save_for_backward(q_rows, k_pad, v_pad, out, lse)
+        ctx.plan, ctx.scale, ctx.key_shape = plan, scale, key.shape
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q_rows, k_blocks, v_blocks, out, lse = ctx.saved_tensors
-        plan, bs = ctx.plan, q_rows.shape[-2]
+        q_rows, k_pad, v_pad, out, lse = ctx.saved_tensors
+        plan, scale, parts, pad = ctx.plan, ctx.scale, ctx.plan.parts, ctx.plan.parts.pad
+        r, _, bs, d = q_rows.shape
         grad_out = grad_out.contiguous()
-        # contiguous: the blocks may be a strided view of the model's [B, n, H, d] projections
-        grad_q, grad_k, grad_v = (
-            torch.empty_like(x, memory_format=torch.contiguous_format) for x in (q_rows, k_blocks, v_blocks)
-        )
-        for chunk in plan.chunks:
+        grad_q = torch.zeros_like(q_rows, memory_format=torch.contiguous_format)
+        grad_k, grad_v = torch.empty_like(k_pad), torch.empty_like(v_pad)  # zeroed chunk by chunk
+        # chunk by chunk, so that the kernels' zero-filled gradients of the window view and of the
+        # gathered slots stay small; the global part (its gradients are small) after them
+        for chunk, bias in zip(parts.chunks, plan.chunk_biases):
             rows = slice(chunk.start, chunk.stop)
-            k_rows, v_rows = _gathered_rows(k_blocks[rows], v_blocks[rows], chunk.routing, bs)
-            grad_q[rows], grad_k_rows, grad_v_rows = _FLASH_CPU_BACKWARD(
-                grad_out[rows], q_rows[rows], k_rows, v_rows, out[rows], lse[rows], 0.0, False,
-                attn_mask=_rows_of(plan.sparse_bias, rows), scale=ctx.scale,
-            )  # fmt: skip
-            count, slots = chunk.routing.flat.shape
-            for grad_rows, grad_blocks in ((grad_k_rows, grad_k), (grad_v_rows, grad_v)):
-                grad_rows = grad_rows.view(count, slots, *grad_blocks.shape[1:])
-                chunk.routing.backward(grad_rows, count, out=grad_blocks[rows])
+            inputs, saved = (grad_out[rows], q_rows[rows]), (out[rows], lse[rows])
+            grad_blocks = [x[pad + chunk.start : pad + chunk.stop].zero_() for x in (grad_k, grad_v)]
+            if chunk.slots is not None:
+                dq, dk, dv = _flash_backward(*inputs, *_gathered(k_pad, v_pad, chunk), *saved, bias, scale)
+                grad_q[rows] += dq
+                # one index_add_ from a contiguous source (from a strided slot column: ~10x slower);
+                # unused slots carry no gradient and point into their own group
+                grad_k.index_add_(0, chunk.slots.view(-1), dk.view(-1, bs, d))
+                grad_v.index_add_(0, chunk.slots.view(-1), dv.view(-1, bs, d))
+            if parts.offsets:
+                window = (_window_view(x, plan, rows) for x in (k_pad, v_pad))
+                bias = None if plan.window_bias is None else plan.window_bias[rows]
+                dq, dk, dv = _flash_backward(*inputs, *window, *saved, bias, scale)
+                grad_q[rows] += dq
+                _fold_window(dk, grad_blocks[0], plan)
+                _fold_window(dv, grad_blocks[1], plan)
+        if parts.global_slots is not None:
+            groups = (r // plan.num_blocks, 1, -1)
+            q, k, v = _global_inputs(q_rows, k_pad, v_pad, plan)
+            dq, dk, dv = _flash_backward(
+                grad_out.view(*groups, d), q, k, v, out.view(*groups, d), lse.view(groups), plan.global_bias, scale
+            )
+            grad_q += dq.view(r, 1, bs, d)
+            grad_k.index_add_(0, parts.global_slots, dk.view(-1, bs, d))
+            grad_v.index_add_(0, parts.global_slots, dv.view(-1, bs, d))
+        grad_k, grad_v = (x[pad : pad + r].view(ctx.key_shape) for x in (grad_k, grad_v))
         return grad_q, grad_k, grad_v, None, None
 
 
-_FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-_FLASH_CPU_BACKWARD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+def _flash(q, k, v, bias, scale):
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=bias, scale=scale)
 
 
-def _sparse_rows_cpu(q_rows, k_blocks, v_blocks, plan: GatherPlan, scale: float):
-    """Flash attention of every sparse row, chunk by chunk: `(out, log-sum-exp)` of all rows."""
-    bs = q_rows.shape[-2]
-    out = torch.empty_like(q_rows, memory_format=torch.contiguous_format)
-    # [rows, 1, block]; kept in float32 (or float64) whatever the input dtype, as the kernel does
-    lse = q_rows.new_empty(q_rows.shape[:-1], dtype=torch.promote_types(q_rows.dtype, torch.float32))
-    for chunk in plan.chunks:
-        rows = slice(chunk.start, chunk.stop)
-        k_rows, v_rows = _gathered_rows(k_blocks[rows], v_blocks[rows], chunk.routing, bs)
-        out[rows], lse[rows] = _FLASH_CPU(
-            q_rows[rows], k_rows, v_rows, 0.0, False, attn_mask=_rows_of(plan.sparse_bias, rows), scale=scale
-        )
-    return out, lse
-
-
-def _rows_of(bias: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
-    return None if bias is None else bias[rows]
-
-
-def _gathered_rows(k_blocks, v_blocks, routing: SlotRouting, block_size: int):
-    rows, slots = routing.flat.shape
-    flat = routing.flat.reshape(-1)
-    d = k_blocks.shape[-1]
-    k_rows = k_blocks.index_select(0, flat).view(rows, 1, slots * block_size, d)
-    v_rows = v_blocks.index_select(0, flat).view(rows, 1, slots * block_size, d)
-    return k_rows, v_rows
-
-
-def gather_blocks(blocks: torch.Tensor, routing: SlotRouting) -> torch.Tensor:
-    """`blocks[routing.flat]` (`[R*S, ...]`) with a fast, structure-aware backward."""
-    return _GatherBlocks.apply(blocks, routing)
+def _flash_backward(grad_out, q, k, v, out, lse, bias, scale):
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+        grad_out, q, k, v, out, lse, 0.0, False, attn_mask=bias, scale=scale
+    )
 
 
 def dense_attention(

@@ -9,10 +9,16 @@ with relation-id logits.
 Both are `fused_attention` over `KeyPart`s, with the reference's -10000 for blocked pairs. The
 graph is `GlobalLocalGraph` (`longbird_global_local_graph.py`); `dense` and `blocked` agree to
 float tolerance on every query with a visible key (tests/test_etc_attention.py).
+
+On CPU, `blocked` long queries and global queries run in chunks of queries whose scores stay
+under `CHUNK_BYTES`, and training reruns a chunk in backward instead of keeping its scores
+(`_Chunked`): per-call temporaries stay small whatever the length (no fresh, page-faulting
+allocations per layer; cache-sized passes), and the memory kept for backward is the inputs only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -158,25 +164,52 @@ def global_local_attention(
         raise ValueError(f"global-local attention backend must be 'auto', 'blocked' or 'dense', got {backend!r}")
     num_ids = relative.num_ids if relative is not None else 0
     local_mask, local_ids, global_mask, global_ids = _long_query_layout(graph, backend, n, num_ids)
-    global_ = KeyPart(global_key, global_value, global_mask, global_ids)
     if backend == "dense":
-        parts = [KeyPart(key, value, local_mask, local_ids), global_]
+        parts = [KeyPart(key, value, local_mask, local_ids), KeyPart(global_key, global_value, global_mask, global_ids)]
         return fused_attention(query, parts, scale, relative, dropout, training, return_weights)
 
     block = radius + 1
     nb = -(-n // block)
-    pad = nb * block - n
+    relative_inputs = () if relative is None else (relative.embedding, relative.bias)
 
-    def blocks(x):  # [B, H, n, d] -> [B, H, nb, L, d]
-        return F.pad(x, (0, 0, 0, pad)).unflatten(2, (nb, block))
+    def run(chunk, q, k, v, gk, gv, *rel):  # the query blocks `chunk` (an example range, a block range)
+        rows, (start, stop) = chunk
+        c = stop - start
+        q = _pad_rows(q, 0, c * block - q.shape[2]).unflatten(2, (c, block))
+        # the keys of blocks start - 1 .. stop (zeros outside the sequence), as three-block spans
+        before, after = block if start == 0 else 0, (stop + 1) * block - min(n, (stop + 1) * block)
 
-    def three_blocks(x):  # [B, H, nb, L, d] -> [B, H, nb, 3L, d]: previous, own and next block
-        x = F.pad(x, (0, 0, 0, 0, 1, 1))
-        return torch.cat([x[:, :, :-2], x[:, :, 1:-1], x[:, :, 2:]], dim=3)
+        def three_blocks(x):  # [B, H, (c + 2) L, d] -> [B, H, c, 3L, d]: previous, own and next block
+            x = _pad_rows(x, before, after).unflatten(2, (c + 2, block))
+            return torch.cat([x[:, :, :-2], x[:, :, 1:-1], x[:, :, 2:]], dim=3)
 
-    local = KeyPart(three_blocks(blocks(key)), three_blocks(blocks(value)), local_mask, local_ids)
-    out, _ = fused_attention(blocks(query), [local, global_], scale, relative, dropout, training)
-    return out.flatten(2, 3)[:, :, :n], None
+        def cut(x, flat):  # a layout piece of these queries (over the flat queries when `flat`)
+            return None if x is None else x[rows, :, start * block : stop * block] if flat else x[rows, :, start:stop]
+
+        local = KeyPart(three_blocks(k), three_blocks(v), cut(local_mask, False), cut(local_ids, False))
+        global_ = KeyPart(gk, gv, cut(global_mask, True), cut(global_ids, True))
+        rel = RelativeLogits(*rel) if rel else None
+        out, _ = fused_attention(q, [local, global_], scale, rel, dropout, training)
+        return out.flatten(2, 3)[:, :, : min(n, stop * block) - start * block]
+
+    inputs = (query, key, value, global_key, global_value, *relative_inputs)
+    if query.device.type != "cpu":  # one call over every block (small kernels would cost more than they save)
+        return run((slice(None), (0, nb)), *inputs), None
+    elem = query.element_size()
+    b, h, m = query.shape[0], query.shape[1], global_key.shape[2]
+    chunks = []
+    for rows, blocks in _chunks((b, nb), h * block * (3 * block + m) * elem):
+        start, stop, _ = blocks.indices(nb)
+        queries = (rows, slice(None), slice(start * block, min(n, stop * block)))
+        keys = (rows, slice(None), slice(max(0, (start - 1) * block), min(n, (stop + 1) * block)))
+        pieces = (queries, keys, keys, (rows,), (rows,), *[()] * len(relative_inputs))
+        chunks.append(((rows, (start, stop)), pieces, queries))
+    return _chunked(run, chunks, query.shape, dropout if training else 0.0, *inputs), None
+
+
+def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """Zero rows around `x` (`[B, H, n, d]`); `x` itself (no copy) when there are none (most chunks)."""
+    return F.pad(x, (0, 0, before, after)) if before or after else x
 
 
 def _long_query_layout(graph: GlobalLocalGraph, backend: str, n: int, num_ids: int):
@@ -264,8 +297,31 @@ def global_query_attention(
             ],
         )
     (g2g_mask, g2g_ids), (g2l_mask, g2l_ids) = pieces
-    parts = [KeyPart(key, value, g2g_mask, g2g_ids), KeyPart(long_key, long_value, g2l_mask, g2l_ids)]
-    return fused_attention(query, parts, scale, relative, dropout, training, return_weights)
+    if return_weights or query.device.type != "cpu":
+        parts = [KeyPart(key, value, g2g_mask, g2g_ids), KeyPart(long_key, long_value, g2l_mask, g2l_ids)]
+        return fused_attention(query, parts, scale, relative, dropout, training, return_weights)
+    relative_inputs = () if relative is None else (relative.embedding, relative.bias)
+
+    def run(chunk, q, k, v, lk, lv, *rel):  # the global queries `chunk` (examples, heads, queries)
+        rows, heads, queries = chunk
+
+        def cut(x):
+            return None if x is None else x[rows, :, queries]
+
+        parts = [KeyPart(k, v, cut(g2g_mask), cut(g2g_ids)), KeyPart(lk, lv, cut(g2l_mask), cut(g2l_ids))]
+        rel = RelativeLogits(*rel) if rel else None
+        return fused_attention(q, parts, scale, rel, dropout, training)[0]
+
+    (b, h, m), n = query.shape[:3], long_key.shape[2]
+    chunks = []
+    # chunked by examples, then heads, then queries: a chunk's scores stay small, and so do its
+    # gradients of the long keys (one head's each)
+    for rows, heads, queries in _chunks((b, h, m), (m + n) * query.element_size()):
+        keys = (rows, heads)
+        pieces = ((rows, heads, queries), keys, keys, keys, keys, *[(slice(None), heads)] * len(relative_inputs))
+        chunks.append(((rows, heads, queries), pieces, (rows, heads, queries)))
+    inputs = (query, key, value, long_key, long_value, *relative_inputs)
+    return _chunked(run, chunks, query.shape, dropout if training else 0.0, *inputs), None
 
 
 def etc_attention(
@@ -313,3 +369,74 @@ def etc_attention(
         long_outs.append(unrows(long_out))
         global_outs.append(unrows(global_out))
     return torch.cat(long_outs, 1)[None], torch.cat(global_outs, 1)[None], None, None
+
+
+# --------------------------------------------------------------------------------------------
+# CPU chunking
+# --------------------------------------------------------------------------------------------
+
+#: CPU executors run in chunks of queries whose scores stay under this size (as the BigBird gather
+#: executor, `longbird_block_executors.CHUNK_BYTES`): glibc then recycles the same heap memory for
+#: every chunk's temporaries, where scores of every query (hundreds of MiB per layer at 16k
+#: tokens) are fresh mmaps of zeroed pages, and a chunk's scores stay in cache through the gather,
+#: softmax and value product. Training recomputes a chunk's scores in backward instead of keeping
+#: every query's scores, probabilities and relative logits until then.
+CHUNK_BYTES = 8 << 20
+
+
+def _chunks(sizes: tuple[int, ...], unit_bytes: int) -> list[tuple[slice, ...]]:
+    """Index ranges (a slice per dim of `sizes`) covering `sizes`, each `<= CHUNK_BYTES` where
+    possible, an index of the innermost dim costing `unit_bytes`: a chunk ranges over the outermost
+    dim one index of which fits (with every inner dim whole, one index of each outer dim)."""
+    level = 0
+    while level < len(sizes) - 1 and unit_bytes * math.prod(sizes[level + 1 :]) > CHUNK_BYTES:
+        level += 1
+    step = max(1, CHUNK_BYTES // (unit_bytes * math.prod(sizes[level + 1 :])))
+    outer = [()]
+    for size in sizes[:level]:
+        outer = [(*o, slice(i, i + 1)) for o in outer for i in range(size)]
+    inner = (slice(None),) * (len(sizes) - level - 1)
+    return [(*o, slice(s, min(s + step, sizes[level])), *inner) for o in outer for s in range(0, sizes[level], step)]
+
+
+def _chunked(run, chunks, out_shape, dropout: float, *inputs: torch.Tensor) -> torch.Tensor:
+    """`out[o] = run(chunk, *(x[i] for x, i in zip(inputs, pieces)))` for each `(chunk, pieces, o)`
+    of `chunks`, differentiable in `inputs`; backward reruns each chunk (autograd of one chunk at a
+    time: its scores are never kept)."""
+    return _Chunked.apply(run, chunks, out_shape, dropout, *inputs)
+
+
+class _Chunked(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, run, chunks, out_shape, dropout, *inputs):
+        out = inputs[0].new_empty(out_shape)
+        states = []
+        for chunk, pieces, o in chunks:
+            if dropout:  # backward replays each chunk's dropout mask
+                states.append(torch.get_rng_state())
+            out[o] = run(chunk, *(x[i] for x, i in zip(inputs, pieces)))
+        ctx.run, ctx.chunks, ctx.states = run, chunks, states
+        device = inputs[0].device.type
+        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+        ctx.save_for_backward(*inputs)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        inputs = ctx.saved_tensors
+        needs = ctx.needs_input_grad[4:]
+        grads = [torch.zeros_like(x) if need else None for x, need in zip(inputs, needs)]
+        device, enabled, dtype = ctx.autocast
+        for k, (chunk, pieces, o) in enumerate(ctx.chunks):
+            leaves = [x[i].detach().requires_grad_(need) for x, i, need in zip(inputs, pieces, needs)]
+            with torch.enable_grad(), torch.autocast(device, dtype=dtype, enabled=enabled):
+                with torch.random.fork_rng(devices=[], enabled=bool(ctx.states)):
+                    if ctx.states:
+                        torch.set_rng_state(ctx.states[k])
+                    out = ctx.run(chunk, *leaves)
+            wanted = [(g, x) for g, x in zip(grads, leaves) if g is not None]
+            found = torch.autograd.grad(out, [x for _, x in wanted], grad_out[o], allow_unused=True)
+            for (grad, _), g, i in zip(wanted, found, (i for i, need in zip(pieces, needs) if need)):
+                if g is not None:
+                    grad[i].add_(g)
+        return None, None, None, None, *grads
