@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import longbird_block_executors as block_executors
 from .longbird_global_local_graph import GlobalLocalGraph, PackedGlobalLocalGraph, window_in_range
 
 #: the reference adds -10000 (not -inf) to the scores of blocked pairs; a row with no visible key
@@ -375,13 +376,12 @@ def etc_attention(
 # CPU chunking
 # --------------------------------------------------------------------------------------------
 
-#: CPU executors run in chunks of queries whose scores stay under this size (as the BigBird gather
-#: executor, `longbird_block_executors.CHUNK_BYTES`): glibc then recycles the same heap memory for
-#: every chunk's temporaries, where scores of every query (hundreds of MiB per layer at 16k
-#: tokens) are fresh mmaps of zeroed pages, and a chunk's scores stay in cache through the gather,
-#: softmax and value product. Training recomputes a chunk's scores in backward instead of keeping
-#: every query's scores, probabilities and relative logits until then.
-CHUNK_BYTES = 8 << 20
+#: CPU executors run in chunks of queries whose scores stay under the BigBird gather executor's
+#: `CHUNK_BYTES` (one budget for both, its reasons there): every chunk's temporaries then reuse the
+#: same heap memory and stay in cache through the gather, softmax and value product. Training
+#: recomputes a chunk's scores in backward instead of keeping every query's scores, probabilities
+#: and relative logits until then. (Module-level, so tests can patch it here.)
+CHUNK_BYTES = block_executors.CHUNK_BYTES
 
 
 def _chunks(sizes: tuple[int, ...], unit_bytes: int) -> list[tuple[slice, ...]]:
