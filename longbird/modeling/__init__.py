@@ -5,15 +5,14 @@ executors module (kernels that compute it):
 * global-local (ETC): `longbird_global_local_graph` + `longbird_global_local_executors`.
 
 `longbird_input_checks` holds the input checks all model files share. The model files hold
-embeddings, layers, the model and its task heads."""
+embeddings, layers and the model; `*_heads` files (or the model file's end) its task heads."""
 
-from .modeling_longbird_bigbird import (
+from .modeling_longbird_bigbird import BigBirdModel, BigBirdPreTrainedModel
+from .modeling_longbird_bigbird_heads import (
     BigBirdForMaskedLM,
     BigBirdForQuestionAnswering,
     BigBirdForSequenceClassification,
     BigBirdForTokenClassification,
-    BigBirdModel,
-    BigBirdPreTrainedModel,
 )
 from .modeling_longbird_bigbird_pegasus import (
     BigBirdPegasusForConditionalGeneration,

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # never runs: transformers' loader copies what these lines im
     from ..pipelines.pipeline_longbird_question_answering import LongQuestionAnsweringPipeline  # noqa: F401
     from ..pipelines.pipeline_longbird_summarization import LongSummarizationPipeline  # noqa: F401
     from .modeling_longbird_bigbird import BigBirdModel  # noqa: F401
+    from .modeling_longbird_bigbird_heads import BigBirdForMaskedLM  # noqa: F401
     from .modeling_longbird_bigbird_pegasus import BigBirdPegasusModel  # noqa: F401
     from .modeling_longbird_etc import EtcModel  # noqa: F401
 
@@ -51,10 +52,10 @@ AUTO_MAP = {
     "longbird_bigbird": {
         "AutoConfig": "configuration_longbird_bigbird.BigBirdConfig",
         "AutoModel": "modeling_longbird_bigbird.BigBirdModel",
-        "AutoModelForMaskedLM": "modeling_longbird_bigbird.BigBirdForMaskedLM",
-        "AutoModelForSequenceClassification": "modeling_longbird_bigbird.BigBirdForSequenceClassification",
-        "AutoModelForTokenClassification": "modeling_longbird_bigbird.BigBirdForTokenClassification",
-        "AutoModelForQuestionAnswering": "modeling_longbird_bigbird.BigBirdForQuestionAnswering",
+        "AutoModelForMaskedLM": "modeling_longbird_bigbird_heads.BigBirdForMaskedLM",
+        "AutoModelForSequenceClassification": "modeling_longbird_bigbird_heads.BigBirdForSequenceClassification",
+        "AutoModelForTokenClassification": "modeling_longbird_bigbird_heads.BigBirdForTokenClassification",
+        "AutoModelForQuestionAnswering": "modeling_longbird_bigbird_heads.BigBirdForQuestionAnswering",
     },
     "longbird_etc": {
         "AutoConfig": "configuration_longbird_etc.EtcConfig",
