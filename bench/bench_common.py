@@ -110,6 +110,33 @@ def time_step(step, repeats: int, time_left: float) -> dict:
     return dict(median_s=statistics.median(times), times_s=times, warmup_s=warmup, repeats=len(times))
 
 
+def time_rounds(steps: dict, rounds: int, deadline: float) -> dict[str, list[float]]:
+    """Every step once as a warm-up, then `rounds` rounds (at least one; fewer if the next would
+    pass `deadline`, a perf_counter time) that run every step back to back, the order rotating.
+    The host's drift (other load, clock changes over the minutes a run takes) then hits all steps
+    alike, and each round gives its own ratios: compare with `median_ratio`."""
+    t0 = time.perf_counter()
+    for step in steps.values():
+        step()
+    per_round = time.perf_counter() - t0
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        if r and time.perf_counter() + per_round > deadline:
+            break
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            t = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """The median over rounds of a / b (round by round, see `time_rounds`)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
 # ----------------------------------------------------------------------------------------------
 # Parent: spawn, guard, collect
 # ----------------------------------------------------------------------------------------------

@@ -31,6 +31,15 @@ RSS of that whole process: nothing is subtracted). Runs are interleaved: for eac
 each mode, for each dtype, every model in turn. A run that cannot fit its warm-up and one step in
 --timeout, predicted linearly from the same model, mode and dtype at a shorter length, is skipped.
 
+Ratios between fresh processes carry the host's drift (a fresh process's first steps here are
+slow and vary over minutes), so the ratios the targets use are also timed round by round inside
+one process (`time_rounds`: every step once per round, the order rotating; the ratio is the
+median of the rounds' ratios), by extra workers:
+
+  longbird/floor   per length, mode and dtype (when both are in --models): one longbird model,
+                   its steps with and without the attention (the floor's patch, switched per step)
+  <model>:growth   etc and longbird at 4096 and 16384 (when both lengths are in --lengths)
+
     python bench/bench_encoders.py                                    # full run
     python bench/bench_encoders.py --lengths 512 --repeats 1          # smoke run
     python bench/bench_encoders.py --models longbird,hf_bigbird --lengths 4096,8192 --skip-train
@@ -45,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -60,6 +70,7 @@ from bench_common import (  # noqa: E402
     fmt_ratio,
     fmt_time,
     inv,
+    median_ratio,
     modernbert_model,
     ok,
     peak_mib,
@@ -69,6 +80,7 @@ from bench_common import (  # noqa: E402
     table_head,
     table_row,
     target_line,
+    time_rounds,
     time_step,
 )
 
@@ -87,6 +99,10 @@ DEFAULT_GROWTH = 1.0
 PREDICT_SKIP = {("hf_bigbird", "train"), ("sdpa_full", "train"), ("modernbert", "train")}
 # The models longbird should beat in every dtype (the summary's "fastest" targets).
 RIVALS = ("hf_bigbird", "longformer", "modernbert")
+# Round-by-round workers (module docstring): the pair with the floor, and length growth.
+FLOOR_PAIR = "longbird/floor"
+GROWTH_LENGTHS = (4096, 16384)
+GROWN = ("longbird", "etc")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -94,7 +110,26 @@ RIVALS = ("hf_bigbird", "longformer", "modernbert")
 # ----------------------------------------------------------------------------------------------
 
 
-def build_model(name: str, floor_keep_qk: bool, backend: str):
+@contextlib.contextmanager
+def attention_removed(keep_qk: bool):
+    """longbird's BigBird with the attention itself replaced by identity (the floor) inside the block."""
+    import longbird.modeling.modeling_longbird_bigbird as lbm
+
+    def no_attention(query, key, value, graph, scale, backend="auto", output_attentions=False):
+        if keep_qk:
+            # Keep q and k in the autograd graph (their projections get a zero gradient) so
+            # the floor's backward also runs all four attention projections.
+            return value + 0.0 * (query.sum() + key.sum()), None
+        return value, None
+
+    original, lbm.run_attention = lbm.run_attention, no_attention
+    try:
+        yield
+    finally:
+        lbm.run_attention = original
+
+
+def build_model(name: str, backend: str):
     import torch
 
     torch.manual_seed(0)
@@ -102,21 +137,7 @@ def build_model(name: str, floor_keep_qk: bool, backend: str):
         import longbird
 
         return longbird.EtcModel(longbird.EtcConfig(**SIZES, local_radius=84, relative_pos_max_distance=12))
-    if name in ("longbird", "floor"):
-        if name == "floor":
-            import longbird.modeling.modeling_longbird_bigbird as lbm
-
-            if floor_keep_qk:
-                # Keep q and k in the autograd graph (their projections get a zero gradient) so
-                # the floor's backward also runs all four attention projections.
-                def no_attention(query, key, value, graph, scale, backend="auto", output_attentions=False):
-                    return value + 0.0 * (query.sum() + key.sum()), None
-            else:
-
-                def no_attention(query, key, value, graph, scale, backend="auto", output_attentions=False):
-                    return value, None
-
-            lbm.run_attention = no_attention
+    if name in ("longbird", "floor"):  # the floor: the same model, run inside `attention_removed`
         return bigbird_model("longbird", MAX_POS, backend)
     if name == "hf_bigbird":
         return bigbird_model("hf_bigbird", MAX_POS, backend)
@@ -137,6 +158,19 @@ def build_model(name: str, floor_keep_qk: bool, backend: str):
         )
         return transformers.LongformerModel(config, add_pooling_layer=False)
     raise ValueError(f"unknown model {name!r}")
+
+
+def model_inputs(model: str, length: int, etc_globals: int) -> dict:
+    import torch
+
+    gen = torch.Generator().manual_seed(1234)
+    # ids >= 3: never a pad id (0 for BERT/BigBird/ModernBERT here, 1 for Longformer)
+    input_ids = torch.randint(3, SIZES["vocab_size"], (1, length), generator=gen)
+    inputs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+    if model == "etc":
+        inputs["global_input_ids"] = torch.ones(1, etc_globals, dtype=torch.long)
+        inputs["sentence_ids"] = torch.arange(length).unsqueeze(0) * etc_globals // length
+    return inputs
 
 
 def make_step(model, inputs: dict, mode: str, dtype: str):
@@ -173,23 +207,31 @@ def worker(args) -> None:
 
     torch.set_num_threads(args.threads)
     dtype = args.dtype[0]
-    model = build_model(args.model, args.floor_keep_qk, args.longbird_backend)
+    name = args.model.split(":")[0].split("/")[0]  # the model an interleaved worker builds
+    model = build_model(name, args.longbird_backend)
     if dtype == "bf16":
         model = model.to(torch.bfloat16)
     n_params = sum(p.numel() for p in model.parameters())
-    gen = torch.Generator().manual_seed(1234)
-    # ids >= 3: never a pad id (0 for BERT/BigBird/ModernBERT here, 1 for Longformer)
-    input_ids = torch.randint(3, SIZES["vocab_size"], (1, args.length), generator=gen)
-    inputs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
-    if args.model == "etc":
-        globals_ = args.etc_globals
-        inputs["global_input_ids"] = torch.ones(1, globals_, dtype=torch.long)
-        inputs["sentence_ids"] = torch.arange(args.length).unsqueeze(0) * globals_ // args.length
     rss_built = peak_mib()
     model.train(args.mode == "train")
-    step = make_step(model, inputs, args.mode, dtype)
-    # one warm-up, then fewer repeats (at least one) if the warm-up says they won't fit the time limit
-    timed = time_step(step, args.repeats, deadline - time.perf_counter())
+    if args.model == FLOOR_PAIR:
+        step = make_step(model, model_inputs(name, args.length, args.etc_globals), args.mode, dtype)
+
+        def floor_step():
+            with attention_removed(args.floor_keep_qk):
+                step()
+
+        timed = interleaved({"longbird": step, "floor": floor_step}, args.repeats, deadline)
+    elif args.model.endswith(":growth"):
+        steps = {
+            str(n): make_step(model, model_inputs(name, n, args.etc_globals), args.mode, dtype) for n in GROWTH_LENGTHS
+        }
+        timed = interleaved(steps, args.repeats, deadline)
+    else:
+        step = make_step(model, model_inputs(name, args.length, args.etc_globals), args.mode, dtype)
+        with attention_removed(args.floor_keep_qk) if name == "floor" else contextlib.nullcontext():
+            # one warm-up, then fewer repeats (at least one) if the warm-up says they won't fit the time limit
+            timed = time_step(step, args.repeats, deadline - time.perf_counter())
     record = dict(
         model=args.model,
         length=args.length,
@@ -205,6 +247,17 @@ def worker(args) -> None:
         wall_s=time.perf_counter() - t_start,
     )
     print("RESULT " + json.dumps(record), flush=True)
+
+
+def interleaved(steps: dict, rounds: int, deadline: float) -> dict:
+    """Two steps timed round by round (`time_rounds`): medians and the median ratio first / second."""
+    first, second = steps
+    times = time_rounds(steps, rounds, deadline)
+    medians = {f"{name}_median_s": statistics.median(v) for name, v in times.items()}
+    first_over_second = median_ratio(times[first], times[second])
+    # median_s (the first step's) for the parent's progress line
+    return dict(medians, median_s=medians[f"{first}_median_s"], ratio=first_over_second, times_s=times,
+                repeats=len(times[first]))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,12 +341,44 @@ def report(args, results: dict, env_lines: list[str]) -> str:
         "Peak MiB: ru_maxrss of a fresh process running only that model, length, mode and dtype "
         "(includes the Python/torch baseline). Ratios `× X` are this model / X in the same dtype "
         "(time or memory; < 1 means faster or smaller than X).",
+        *interleaved_table(args, results),
         "",
         "## Targets",
         "",
     ]
     lines += summary(args, results)
     return "\n".join(lines) + "\n"
+
+
+def interleaved_table(args, results: dict) -> list[str]:
+    """The round-by-round workers: the ratios the targets use."""
+    rows = [(key, r) for key, r in results.items() if key[0] == FLOOR_PAIR or key[0].endswith(":growth")]
+    if not rows:
+        return []
+    header = ["compared in one process", "length", "mode", "dtype", "rounds", "first s", "second s", "first / second"]
+    lines = ["", "## Timed round by round in one process", "", *table_head(header)]
+    for (m, length, mode, dtype), r in rows:
+        grown = f"{m.split(':')[0]} {GROWTH_LENGTHS[-1]} / {GROWTH_LENGTHS[0]}"
+        what = "longbird / floor" if m == FLOOR_PAIR else grown
+        cells = [what, str(length), mode, dtype, str(r.get("repeats", "—"))]
+        if ok(r):
+            first, second = (k for k in r if k.endswith("_median_s"))
+            cells += [f"{r[first]:.3f}", f"{r[second]:.3f}", f"{r['ratio']:.2f}"]
+        else:
+            cells += [fmt_time(r, 0), "—", "—"]
+        lines.append(table_row(cells))
+    lines.append(
+        "Each round runs both steps back to back (the order rotating) on one model in one process; times are "
+        "medians over rounds, the ratio the median of the rounds' ratios. The targets use these ratios where "
+        "they were measured; the tables above time each run in its own fresh process (needed for its peak memory)."
+    )
+    return lines
+
+
+def interleaved_or(results: dict, key: tuple, fallback: float | None) -> tuple[float | None, str]:
+    """The round-by-round ratio of `key` when measured, else `fallback` (separate processes)."""
+    r = results.get(key)
+    return (r["ratio"], "interleaved") if ok(r) else (fallback, "separate processes")
 
 
 def dtype_table(args, results: dict, dtype: str) -> list[str]:
@@ -379,8 +464,12 @@ def summary(args, results: dict) -> list[str]:
     # fp32: longbird close to the floor (the dense work every encoder of this size does)
     for length, bound in ((1024, 1.1), (4096, 1.2), (8192, 1.2)):
         for mode in MODES:
-            target(f"fp32 {length}: longbird {mode} / floor {mode}",
-                   ratio(g("longbird", length, mode), g("floor", length, mode), "median_s"), "<=", bound)  # fmt: skip
+            value, where = interleaved_or(
+                results,
+                (FLOOR_PAIR, length, mode, "fp32"),
+                ratio(g("longbird", length, mode), g("floor", length, mode), "median_s"),
+            )
+            target(f"fp32 {length}: longbird {mode} / floor {mode} ({where})", value, "<=", bound)  # fmt: skip
     target("fp32 8192: peak train memory longbird / floor",
            ratio(g("longbird", 8192, "train"), g("floor", 8192, "train"), "peak_rss_mib"), "<=", 1.3)  # fmt: skip
     for length in (4096, 8192):
@@ -404,13 +493,15 @@ def summary(args, results: dict) -> list[str]:
         for length in (4096, 8192):
             for mode in MODES:
                 out.append(fastest_line(results, length, mode, dtype))
+    for m in GROWN:
+        for mode in MODES:
+            value, where = interleaved_or(
+                results, (f"{m}:growth", 16384, mode, "fp32"), ratio(g(m, 16384, mode), g(m, 4096, mode), "median_s")
+            )
+            target(f"fp32: {m} {mode} time(16384) / time(4096) ({where})", value, "<=", 4.5)  # fmt: skip
     for mode in MODES:
-        target(f"fp32: longbird {mode} time(16384) / time(4096)",
-               ratio(g("longbird", 16384, mode), g("longbird", 4096, mode), "median_s"), "<=", 4.5)  # fmt: skip
-    for mode in MODES:
-        for key, what in (("median_s", "time"), ("peak_rss_mib", "peak memory")):
-            target(f"fp32: etc {mode} {what}(16384) / {what}(4096) (linear growth)",
-                   ratio(g("etc", 16384, mode), g("etc", 4096, mode), key), "<=", 4.5)  # fmt: skip
+        target(f"fp32: etc {mode} peak memory(16384) / peak memory(4096) (linear growth)",
+               ratio(g("etc", 16384, mode), g("etc", 4096, mode), "peak_rss_mib"), "<=", 4.5)  # fmt: skip
     target("fp32 1024: longbird fwd / sdpa_full fwd",
            ratio(g("longbird", 1024, "fwd"), g("sdpa_full", 1024, "fwd"), "median_s"), "<=", 1.1)  # fmt: skip
     return out
@@ -462,24 +553,31 @@ def parse_args():
     return args
 
 
+def interleaved_runs(args) -> list[tuple[str, int]]:
+    """(worker model, length) of the round-by-round workers this run's models and lengths allow."""
+    runs = []
+    if {"longbird", "floor"} <= set(args.models):
+        runs += [(FLOOR_PAIR, n) for n in args.lengths]
+    if set(GROWTH_LENGTHS) <= set(args.lengths):
+        runs += [(f"{m}:growth", GROWTH_LENGTHS[-1]) for m in GROWN if m in args.models]
+    return runs
+
+
 def main() -> None:
     args = parse_args()
     if args.worker:
         worker(args)
         return
     modes = ["fwd"] if args.skip_train else list(MODES)
-    # interleaved: for each length, for each mode, for each dtype, every model in turn
-    plan = [
-        (
-            (m, length, mode, dtype),
-            dict(model=m, length=length, mode=mode, dtype=dtype),
-            f"{length:>6} {mode:<5} {dtype:<13} {m:<11}",
-        )
-        for length in args.lengths
-        for mode in modes
-        for dtype in args.dtype
-        for m in args.models
-    ]
+
+    def entry(m: str, length: int, mode: str, dtype: str):
+        label = f"{length:>6} {mode:<5} {dtype:<13} {m}"
+        return (m, length, mode, dtype), dict(model=m, length=length, mode=mode, dtype=dtype), label
+
+    # interleaved: for each length, for each mode, for each dtype, every model in turn; then the
+    # round-by-round workers
+    plan = [entry(m, n, mode, dt) for n in args.lengths for mode in modes for dt in args.dtype for m in args.models]
+    plan += [entry(m, n, mode, dt) for m, n in interleaved_runs(args) for mode in modes for dt in args.dtype]
     run_all(args, plan, environment, predicted_skip, run_one, report)
 
 

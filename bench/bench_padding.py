@@ -60,6 +60,7 @@ from bench_common import (  # noqa: E402
     fmt_ratio,
     fmt_time,
     inv,
+    median_ratio,
     modernbert_model,
     ok,
     peak_mib,
@@ -69,6 +70,7 @@ from bench_common import (  # noqa: E402
     table_head,
     table_row,
     target_line,
+    time_rounds,
     time_step,
 )
 
@@ -233,9 +235,7 @@ def worker(args) -> None:
 
 
 def time_interleaved(model, examples, mode: str, rounds: int, deadline: float) -> dict:
-    """padded, flattened and every example alone, one after the other in each round (the order
-    rotating), after one warm-up of each: the host's drift (other load, clock changes over the
-    minutes a run takes) then hits all three alike, and each round gives its own ratios."""
+    """padded, flattened and every example alone, round by round in one process (`time_rounds`)."""
     import statistics
 
     alone = [make_step(model, alone_inputs(e), mode) for e in examples]
@@ -249,23 +249,8 @@ def time_interleaved(model, examples, mode: str, rounds: int, deadline: float) -
         "flattened": make_step(model, flattened_inputs(examples), mode),
         "alone": all_alone,
     }
-    t0 = time.perf_counter()
-    for step in steps.values():
-        step()
-    per_round = time.perf_counter() - t0
-    names = list(steps)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        if r and time.perf_counter() + per_round > deadline:
-            break
-        for name in names[r % 3 :] + names[: r % 3]:
-            t = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - t)
-    ratios = {
-        f"{name}_over_alone": statistics.median(a / b for a, b in zip(times[name], times["alone"]))
-        for name in ("padded", "flattened")
-    }
+    times = time_rounds(steps, rounds, deadline)
+    ratios = {f"{name}_over_alone": median_ratio(times[name], times["alone"]) for name in ("padded", "flattened")}
     medians = {f"{name}_median_s": statistics.median(v) for name, v in times.items()}
     return dict(ratios, **medians, times_s=times, repeats=len(times["alone"]), median_s=medians["padded_median_s"])
 

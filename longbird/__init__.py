@@ -12,11 +12,16 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import BigBirdConfig, BigBirdPegasusConfig, EtcConfig
 from .modeling import (
+    BigBirdForCausalLM,
     BigBirdForMaskedLM,
+    BigBirdForMultipleChoice,
+    BigBirdForPreTraining,
     BigBirdForQuestionAnswering,
     BigBirdForSequenceClassification,
     BigBirdForTokenClassification,
     BigBirdModel,
+    BigBirdPegasusEncoder,
+    BigBirdPegasusForCausalLM,
     BigBirdPegasusForConditionalGeneration,
     BigBirdPegasusForQuestionAnswering,
     BigBirdPegasusForSequenceClassification,
@@ -27,6 +32,7 @@ from .modeling import (
     EtcForSequenceClassification,
     EtcForTokenClassification,
     EtcModel,
+    EtcPegasusEncoder,
 )
 from .modeling.remote_code import AUTO_MAP, PIPELINES
 from .pipelines import LongQuestionAnsweringPipeline, LongSummarizationPipeline
@@ -64,11 +70,17 @@ __all__ = [
     "BigBirdForSequenceClassification",
     "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering",
+    "BigBirdForMultipleChoice",
+    "BigBirdForPreTraining",
+    "BigBirdForCausalLM",
     "BigBirdPegasusConfig",
     "BigBirdPegasusModel",
     "BigBirdPegasusForConditionalGeneration",
     "BigBirdPegasusForSequenceClassification",
     "BigBirdPegasusForQuestionAnswering",
+    "BigBirdPegasusForCausalLM",
+    "BigBirdPegasusEncoder",
+    "EtcPegasusEncoder",
     "EtcConfig",
     "EtcModel",
     "EtcForMaskedLM",

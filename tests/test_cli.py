@@ -70,6 +70,9 @@ def test_benchmark_smoke_prints_targets(tmp_path):
     for model in ("longbird", "hf_bigbird", "sdpa_full", "longformer", "floor"):
         assert f"| 1024 | {model} |" in table
     assert "target <= 1.1" in table
+    # the floor ratio also timed round by round in one process, and the target says it used that
+    assert "| longbird / floor | 1024 | fwd |" in table
+    assert "fp32 1024: longbird fwd / floor fwd (interleaved)" in table
 
 
 def test_help_lists_convert(capsys):

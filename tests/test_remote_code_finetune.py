@@ -90,9 +90,11 @@ def head_model_and_inputs(model_type: str, auto: str):
             eos_token_id=PEGASUS_EOS, pad_token_id=0, decoder_start_token_id=0
         ),
     }[model_type]()
+    if model_type == "longbird_bigbird" and auto == "AutoModelForCausalLM":
+        config = tiny_bigbird(is_decoder=True, attention_type="original_full")
     model = getattr(longbird, class_name)(config).eval()
     ids = torch.randint(5, 120, (2, 100), generator=torch.Generator().manual_seed(1))
-    inputs = {"input_ids": ids}
+    inputs = {"input_ids": ids.view(2, 2, 50) if auto == "AutoModelForMultipleChoice" else ids}
     if model_type == "longbird_bigbird_pegasus":
         ids[:, -1] = PEGASUS_EOS  # one eos per row: the classification head reads it
         if auto in ("AutoModel", "AutoModelForSeq2SeqLM"):

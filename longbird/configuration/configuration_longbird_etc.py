@@ -3,7 +3,7 @@
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .configuration_longbird_bigbird import AcceptsReferenceConfig
+from .configuration_longbird_bigbird import AcceptsReferenceConfig, refuse_unsupported
 
 #: relative ids past the 2k+1 position labels: l2g/g2l "other sentence" and "own sentence", and
 #: the HotpotQA/WikiHop "other paragraph" id (the reference reserves these three)
@@ -51,6 +51,10 @@ class EtcConfig(AcceptsReferenceConfig, PreTrainedConfig):
         `"blocked"` (sliding window in blocks of `local_radius + 1`, memory linear in the long
         length), `"dense"` (exact n x n path, for short inputs and tests) or `"auto"` (dense when
         the long input fits in three blocks, where blocking saves nothing).
+
+    transformers' generic flags ETC does not implement raise a `ValueError` instead of being
+    ignored (`check`): `is_decoder`, `add_cross_attention`, `is_encoder_decoder`,
+    `chunk_size_feed_forward`, `pruned_heads`.
     """
 
     model_type = "longbird_etc"
@@ -121,3 +125,18 @@ class EtcConfig(AcceptsReferenceConfig, PreTrainedConfig):
             raise ValueError(f"cpc_loss_weight must lie in [0, 1], got {self.cpc_loss_weight}.")
         if self.cpc_temperature <= 0:
             raise ValueError(f"cpc_temperature must be > 0, got {self.cpc_temperature}.")
+        self.check_unsupported()
+
+    def check_unsupported(self) -> None:
+        """transformers' generic config flags ETC does not implement: refused, not ignored."""
+        for flag, what in (
+            ("is_decoder", "ETC is a bidirectional encoder (no causal attention, no cache)"),
+            ("add_cross_attention", "ETC layers have no cross-attention"),
+            (
+                "is_encoder_decoder",
+                "ETC is an encoder; put it under a decoder with BigBirdPegasusConfig(encoder_type='etc')",
+            ),
+        ):
+            if getattr(self, flag, False):
+                raise ValueError(f"{flag}=True is not supported: {what}; pass {flag}=False or leave it out.")
+        refuse_unsupported(self, "ETC")

@@ -9,17 +9,23 @@ embeddings, layers and the model; `*_heads` files (or the model file's end) its 
 
 from .modeling_longbird_bigbird import BigBirdModel, BigBirdPreTrainedModel
 from .modeling_longbird_bigbird_heads import (
+    BigBirdForCausalLM,
     BigBirdForMaskedLM,
+    BigBirdForMultipleChoice,
+    BigBirdForPreTraining,
     BigBirdForQuestionAnswering,
     BigBirdForSequenceClassification,
     BigBirdForTokenClassification,
 )
 from .modeling_longbird_bigbird_pegasus import (
+    BigBirdPegasusEncoder,
+    BigBirdPegasusForCausalLM,
     BigBirdPegasusForConditionalGeneration,
     BigBirdPegasusForQuestionAnswering,
     BigBirdPegasusForSequenceClassification,
     BigBirdPegasusModel,
     BigBirdPegasusPreTrainedModel,
+    EtcPegasusEncoder,
 )
 from .modeling_longbird_etc import (
     EtcForMaskedLM,
@@ -38,11 +44,17 @@ __all__ = [
     "BigBirdForSequenceClassification",
     "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering",
+    "BigBirdForMultipleChoice",
+    "BigBirdForPreTraining",
+    "BigBirdForCausalLM",
     "BigBirdPegasusModel",
     "BigBirdPegasusPreTrainedModel",
     "BigBirdPegasusForConditionalGeneration",
     "BigBirdPegasusForSequenceClassification",
     "BigBirdPegasusForQuestionAnswering",
+    "BigBirdPegasusForCausalLM",
+    "BigBirdPegasusEncoder",
+    "EtcPegasusEncoder",
     "EtcModel",
     "EtcPreTrainedModel",
     "EtcForMaskedLM",

@@ -4,7 +4,8 @@ Read top to bottom: embeddings -> layers (attention = projections + graph + exec
 -> the language-model head; the task heads are in `modeling_longbird_bigbird_heads.py`. Module
 and weight names are transformers' BigBird names, so its checkpoints load as they are. The graph
 (who attends to whom) and the sequence layout it is built on come from `longbird_block_graph.py`;
-how it is computed from `longbird_block_executors.py`; input checks from `longbird_input_checks.py`.
+how it is computed from `longbird_block_executors.py`; input checks from `longbird_input_checks.py`;
+the decoder (`is_decoder`, cross-attention, cache) from `longbird_decoder.py`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,21 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPooling,
+    BaseModelOutputWithPoolingAndCrossAttentions,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.pytorch_utils import apply_chunking_to_forward
 from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 from ..configuration.configuration_longbird_bigbird import BigBirdConfig
 from .longbird_block_executors import run_attention, run_packed_attention
 from .longbird_block_graph import BlockGraph, layer_graphs, make_layout, sparse_pattern, strip_attention, to_internal
+from .longbird_decoder import keys_values, reject_encoder_inputs, run_decoder
 from .longbird_input_checks import (
     ValueChecks,
     check_global_inputs,
@@ -66,14 +72,14 @@ class BigBirdEmbeddings(nn.Module):
         self.rescale = config.hidden_size**0.5 if config.rescale_embeddings else None
         self.position_ids = nn.Buffer(torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False)
 
-    def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds) -> torch.Tensor:
+    def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds, past_length: int = 0) -> torch.Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         if self.rescale is not None:
             inputs_embeds = inputs_embeds * self.rescale
         seq_len = inputs_embeds.shape[1]
         if position_ids is None:
-            position_ids = self.position_ids[:, :seq_len]
+            position_ids = self.position_ids[:, past_length : past_length + seq_len]  # after a decoder's cache
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids) + self.position_embeddings(position_ids)
         embeddings = self.LayerNorm(self.dropout(embeddings))
         return embeddings
@@ -90,22 +96,31 @@ class BigBirdEmbeddings(nn.Module):
 
 
 class BigBirdSelfAttention(nn.Module):
-    """q/k/v projections; the graph decides who attends to whom, an executor computes it."""
+    """q/k/v projections; the graph decides who attends to whom, an executor computes it. In a
+    decoder (dense only): causal self-attention, or cross-attention to `encoder_hidden_states`."""
 
-    def __init__(self, config: BigBirdConfig, layer_idx: int):
+    def __init__(self, config: BigBirdConfig, layer_idx: int, cross: bool = False):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.scaling = self.head_dim**-0.5
-        self.is_causal = False
+        self.is_causal = config.is_decoder and not cross
         self.dropout = config.attention_probs_dropout_prob
         self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
         self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
         self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
 
-    def forward(self, hidden_states, graph: BlockGraph | PackedGraph | None, full_mask, output_attentions: bool):
+    def forward(
+        self,
+        hidden_states,
+        graph: BlockGraph | PackedGraph | None,
+        full_mask,
+        output_attentions: bool,
+        encoder_hidden_states=None,
+        cache: Cache | None = None,
+    ):
         b, n, _ = hidden_states.shape
         if isinstance(graph, PackedGraph):  # a padding-free row [1, T, H] (longbird_packing)
             q, k, v = (
@@ -116,8 +131,10 @@ class BigBirdSelfAttention(nn.Module):
             out = run_packed_attention(q, k, v, graph, self.scaling, self.config.attention_backend, dropout)
             return out.unsqueeze(0), None
         shape = (b, n, self.num_heads, self.head_dim)
-        q, k, v = (proj(hidden_states).view(shape).transpose(1, 2) for proj in (self.query, self.key, self.value))
-        if graph is None:  # original_full: dense attention through transformers' interface
+        if graph is None:  # original_full and decoders: dense attention through transformers' interface
+            q = self.query(hidden_states).view(shape).transpose(1, 2)
+            cross = encoder_hidden_states is not None
+            k, v = keys_values(self, encoder_hidden_states if cross else hidden_states, cache, cross)
             impl = "eager" if output_attentions else self.config._attn_implementation
             attention = ALL_ATTENTION_FUNCTIONS.get_interface(impl, eager_attention_forward)
             out, weights = attention(
@@ -128,8 +145,10 @@ class BigBirdSelfAttention(nn.Module):
                 full_mask,
                 dropout=self.dropout if self.training else 0.0,
                 scaling=self.scaling,
+                is_causal=self.is_causal and not cross,
             )
             return out.reshape(b, n, -1), weights
+        q, k, v = (proj(hidden_states).view(shape).transpose(1, 2) for proj in (self.query, self.key, self.value))
         # Like the reference, the block-sparse path has no dropout on attention weights. q/k/v stay
         # [B, n, H, d]-strided views: SDPA's CPU kernel reads that layout without a copy.
         out, weights = run_attention(
@@ -162,13 +181,13 @@ class BigBirdSelfOutput(nn.Module):
 
 
 class BigBirdAttention(nn.Module):
-    def __init__(self, config: BigBirdConfig, layer_idx: int):
+    def __init__(self, config: BigBirdConfig, layer_idx: int, cross: bool = False):
         super().__init__()
-        self.self = BigBirdSelfAttention(config, layer_idx)
+        self.self = BigBirdSelfAttention(config, layer_idx, cross)
         self.output = BigBirdSelfOutput(config)
 
-    def forward(self, hidden_states, graph, full_mask, output_attentions):
-        out, weights = self.self(hidden_states, graph, full_mask, output_attentions)
+    def forward(self, hidden_states, graph, full_mask, output_attentions, encoder_hidden_states=None, cache=None):
+        out, weights = self.self(hidden_states, graph, full_mask, output_attentions, encoder_hidden_states, cache)
         return self.output(out, hidden_states), weights
 
 
@@ -197,12 +216,51 @@ class BigBirdLayer(GradientCheckpointingLayer):
     def __init__(self, config: BigBirdConfig, layer_idx: int):
         super().__init__()
         self.attention = BigBirdAttention(config, layer_idx)
+        if config.add_cross_attention:  # a decoder's (config.check_decoder)
+            self.crossattention = BigBirdAttention(config, layer_idx, cross=True)
         self.intermediate = BigBirdIntermediate(config)
         self.output = BigBirdOutput(config)
+        self.chunk_size_feed_forward = config.chunk_size_feed_forward
+        self.transformers_layout = config.decoder_layout == "transformers"
 
-    def forward(self, hidden_states, graph=None, full_mask=None, output_attentions=False):
-        attention_output, weights = self.attention(hidden_states, graph, full_mask, output_attentions)
-        return self.output(self.intermediate(attention_output), attention_output), weights
+    def forward(
+        self,
+        hidden_states,
+        graph=None,
+        full_mask=None,
+        output_attentions=False,
+        encoder_hidden_states=None,
+        encoder_mask=None,
+        cache=None,
+    ):
+        """`(hidden_states, attention weights)`; with `encoder_hidden_states` (a decoder's
+        cross-attention) the cross-attention weights come third."""
+        if encoder_hidden_states is not None and self.transformers_layout:
+            # transformers' BigBird: the first attention attends to the encoder states (uncached) too;
+            # the cache still takes the decoder's keys, which count the tokens (positions) as usual
+            attention_output, weights = self.attention(
+                hidden_states, None, encoder_mask, output_attentions, encoder_hidden_states
+            )
+            if cache is not None:
+                keys_values(self.attention.self, hidden_states, cache, cross=False)
+        else:
+            attention_output, weights = self.attention(hidden_states, graph, full_mask, output_attentions, cache=cache)
+        if encoder_hidden_states is None:
+            return self.feed_forward(attention_output), weights
+        if self.transformers_layout:  # transformers' cross-attention drops the mask (padding is attended)
+            encoder_mask = None
+        attention_output, cross_weights = self.crossattention(
+            attention_output, None, encoder_mask, output_attentions, encoder_hidden_states, cache
+        )
+        return self.feed_forward(attention_output), weights, cross_weights
+
+    def feed_forward(self, attention_output):
+        if self.chunk_size_feed_forward:  # the same per-token FFN, a chunk of tokens at a time (less memory)
+            return apply_chunking_to_forward(self.feed_forward_chunk, self.chunk_size_feed_forward, 1, attention_output)
+        return self.feed_forward_chunk(attention_output)
+
+    def feed_forward_chunk(self, attention_output):
+        return self.output(self.intermediate(attention_output), attention_output)
 
 
 class BigBirdEncoder(nn.Module):
@@ -248,9 +306,14 @@ class BigBirdPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
 
 
 class BigBirdModel(BigBirdPreTrainedModel):
-    """The BigBird encoder: `last_hidden_state [B, L, H]` and a tanh pooler over the first token."""
+    """The BigBird encoder: `last_hidden_state [B, L, H]` and a tanh pooler over the first token.
+
+    With `config.is_decoder` a decoder, as transformers' BigBird: causal dense self-attention,
+    cross-attention to `encoder_hidden_states` (`add_cross_attention`), a `cache` for generation
+    (`longbird_decoder.run_decoder`)."""
 
     def __init__(self, config: BigBirdConfig, add_pooling_layer: bool = True):
+        config.check_decoder()  # EncoderDecoderModel sets the decoder flags after the config was checked
         super().__init__(config)
         self.embeddings = BigBirdEmbeddings(config)
         self.encoder = BigBirdEncoder(config)
@@ -266,7 +329,7 @@ class BigBirdModel(BigBirdPreTrainedModel):
         self.embeddings.word_embeddings = value
 
     @can_return_tuple
-    @flattened_batches()
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -279,7 +342,12 @@ class BigBirdModel(BigBirdPreTrainedModel):
         output_hidden_states: bool | None = None,
         global_input_ids: torch.LongTensor | None = None,
         global_attention_mask: torch.Tensor | None = None,
-    ) -> BigBirdModelOutput | tuple:
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        **flattening,
+    ) -> BigBirdModelOutput | BaseModelOutputWithPoolingAndCrossAttentions | tuple:
         r"""
         global_prefix_length (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Make the first `k` tokens of each example global (they see and are seen by every
@@ -289,10 +357,68 @@ class BigBirdModel(BigBirdPreTrainedModel):
             `EtcFeaturizer` makes): these tokens, instead of the learned ones, are put in front
             of the sequence; they see and are seen by every token. `global_attention_mask`
             marks padding among them.
+        encoder_hidden_states, encoder_attention_mask, cache, use_cache:
+            A decoder's (`config.is_decoder`), as in transformers' BigBird; `attention_mask` then
+            covers the cached tokens too.
+        flattening: an encoder's flattened batch (`cu_seq_lens_q`, ..., see `flattened_batches`).
         """
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        if config.is_decoder:
+            if flattening:
+                raise TypeError(f"a decoder takes no flattened batch; got unexpected arguments {sorted(flattening)}.")
+            encoder_only = {
+                "global_prefix_length": global_prefix_length,
+                "global_input_ids": global_input_ids,
+                "global_attention_mask": global_attention_mask,
+            }
+            return run_decoder(
+                self,
+                input_ids,
+                attention_mask,
+                token_type_ids,
+                position_ids,
+                inputs_embeds,
+                encoder_hidden_states,
+                encoder_attention_mask,
+                cache,
+                use_cache,
+                output_attentions,
+                output_hidden_states,
+                encoder_only,
+            )
+        reject_encoder_inputs(config, encoder_hidden_states, encoder_attention_mask, cache)
+        return self.encode(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            global_prefix_length,
+            output_attentions,
+            output_hidden_states,
+            global_input_ids,
+            global_attention_mask,
+            **flattening,
+        )
+
+    @flattened_batches()
+    def encode(
+        self,
+        input_ids: torch.LongTensor | None,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.LongTensor | None,
+        position_ids: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor | None,
+        global_prefix_length: torch.LongTensor | None,
+        output_attentions: bool,
+        output_hidden_states: bool,
+        global_input_ids: torch.LongTensor | None,
+        global_attention_mask: torch.Tensor | None,
+    ) -> BigBirdModelOutput:
+        """The encoder (block-sparse or original_full); also takes flattened batches."""
+        config = self.config
         checks, vocab_size = ValueChecks(), table_size(self.embeddings.word_embeddings, config)
         batch, seq_len, device = check_inputs(
             config,

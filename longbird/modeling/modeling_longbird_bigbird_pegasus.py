@@ -7,7 +7,9 @@ by `transformers.BigBirdPegasus*.save_pretrained` load as they are. The decoder 
 self-attention + cross-attention through transformers' attention interface, SDPA by default,
 with an `EncoderDecoderCache`), the heads and `generate()` are transformers' own: we only build
 the models with our encoder in place of theirs. `encoder_type="etc"` puts an ETC encoder
-(sentence-level global tokens) under the same decoder.
+(sentence-level global tokens) under the same decoder. The encoders are `PreTrainedModel`s, as
+transformers' is (`get_encoder()` saves and loads alone); `BigBirdPegasusForCausalLM` is
+transformers' decoder-only class on our config (it has no encoder).
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from .longbird_input_checks import ValueChecks, check_inputs, table_size
 from .modeling_longbird_bigbird import BigBirdSelfAttention, activation
 from .modeling_longbird_etc import EtcModel
 from .remote_code import RemoteCodeMixin
+
+
+class BigBirdPegasusPreTrainedModel(RemoteCodeMixin, reference.BigBirdPegasusPreTrainedModel):
+    config: BigBirdPegasusConfig
+    config_class = BigBirdPegasusConfig
+
 
 # --------------------------------------------------------------------------------------------
 # Encoder on the sparse core
@@ -70,13 +78,37 @@ class BigBirdPegasusEncoderLayer(GradientCheckpointingLayer):
         return hidden_states + self.dropout(ffn), weights
 
 
-class BigBirdPegasusEncoder(nn.Module):
-    """Scaled token embeddings + learned positions -> pre-LN sparse layers -> final LayerNorm
-    (named `layernorm_embedding`, as in transformers)."""
+def check_encoder_type(encoder: nn.Module, config: BigBirdPegasusConfig, encoder_type: str) -> None:
+    if config.encoder_type != encoder_type:
+        right = "EtcPegasusEncoder" if config.encoder_type == "etc" else "BigBirdPegasusEncoder"
+        raise ValueError(
+            f"{type(encoder).__name__} needs config.encoder_type={encoder_type!r}, got {config.encoder_type!r}; "
+            f"use {right} (or model.get_encoder(), which has the right class)."
+        )
 
-    def __init__(self, config: BigBirdPegasusConfig):
-        super().__init__()
-        self.config = config
+
+class PegasusEncoderPreTrainedModel(BigBirdPegasusPreTrainedModel):
+    """An encoder that is a model of its own (`get_encoder().save_pretrained`, `from_pretrained`).
+    Built inside a full model (`init_now=False`), it leaves its weights to the full model's
+    `post_init`, which initialises them in module order: the same seed gives the same weights as
+    when the encoder was a plain module."""
+
+    def init_weights(self):
+        if self._init_now:
+            super().init_weights()
+        else:
+            self.tie_weights(recompute_mapping=False)
+
+
+class BigBirdPegasusEncoder(PegasusEncoderPreTrainedModel):
+    """Scaled token embeddings + learned positions -> pre-LN sparse layers -> final LayerNorm
+    (named `layernorm_embedding`, as in transformers). A `PreTrainedModel` like transformers'
+    encoder: `get_encoder()` saves and loads on its own (`save_pretrained` / `from_pretrained`)."""
+
+    def __init__(self, config: BigBirdPegasusConfig, init_now: bool = True):
+        super().__init__(config)
+        check_encoder_type(self, config, "bigbird")
+        self._init_now = init_now
         scale = config.d_model**0.5 if config.scale_embedding else 1.0
         self.embed_tokens = reference.BigBirdPegasusScaledWordEmbedding(
             config.vocab_size, config.d_model, config.pad_token_id, embed_scale=scale
@@ -91,6 +123,13 @@ class BigBirdPegasusEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.sparse_pattern = sparse_pattern(config)
         self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
 
     def forward(
         self,
@@ -133,6 +172,9 @@ class BigBirdPegasusEncoder(nn.Module):
         all_hidden = (layout.strip(hidden),) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer, graph in zip(self.layers, graphs):
+            # LayerDrop in training, drawn as transformers draws it (one torch.rand per layer)
+            if self.training and config.encoder_layerdrop > 0 and torch.rand([]) < config.encoder_layerdrop:
+                continue
             hidden, weights = layer(hidden, graph, full_mask, bool(output_attentions))
             if output_hidden_states:
                 all_hidden += (layout.strip(hidden),)
@@ -144,14 +186,16 @@ class BigBirdPegasusEncoder(nn.Module):
         return BaseModelOutput(last_hidden_state=hidden, hidden_states=all_hidden, attentions=all_attentions)
 
 
-class EtcPegasusEncoder(nn.Module):
+class EtcPegasusEncoder(PegasusEncoderPreTrainedModel):
     """An ETC encoder for the Pegasus decoder: the decoder reads the long tokens' final states,
     which have read the sentence-level global tokens (fixed blocks when no global input is
-    given). Shares the token table with the decoder (`embed_tokens`)."""
+    given). Shares the token table with the decoder (`embed_tokens`). A `PreTrainedModel`, so
+    `get_encoder()` saves and loads on its own."""
 
-    def __init__(self, config: BigBirdPegasusConfig):
-        super().__init__()
-        self.config = config
+    def __init__(self, config: BigBirdPegasusConfig, init_now: bool = True):
+        super().__init__(config)
+        check_encoder_type(self, config, "etc")
+        self._init_now = init_now
         etc_fields = dict(config.etc_config or {})
         self.etc = EtcModel(
             EtcConfig(
@@ -164,20 +208,35 @@ class EtcPegasusEncoder(nn.Module):
                     "hidden_dropout_prob": config.dropout,
                     "attention_probs_dropout_prob": config.attention_dropout,
                     "hidden_act": config.activation_function,
+                    "initializer_range": config.init_std,
                     "pad_token_id": config.pad_token_id,
                     **etc_fields,
                 }
             )
         )
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
 
     @property
     def embed_tokens(self) -> nn.Embedding:
         """The token table (tied to the decoder's); one module, reachable under ETC's own name."""
         return self.etc.embeddings.token_embeddings
 
-    @embed_tokens.setter
-    def embed_tokens(self, value: nn.Embedding) -> None:
-        self.etc.embeddings.token_embeddings = value
+    def __setattr__(self, name, value):
+        # nn.Module.__setattr__ would register a second module "embed_tokens" beside ETC's (the
+        # property above still returning the old one). ETC keeps its own, unscaled lookup and takes
+        # the given table's weight (tied), as the decoder's scaled table is shared by weight.
+        if name == "embed_tokens":
+            table = self.etc.embeddings.token_embeddings
+            table.weight = value.weight
+            table.num_embeddings = value.num_embeddings
+        else:
+            super().__setattr__(name, value)
 
     def forward(
         self,
@@ -223,7 +282,8 @@ ETC_ENCODER_INPUTS = ETC_STRUCTURE_INPUTS
 
 
 def build_encoder(config: BigBirdPegasusConfig) -> nn.Module:
-    return EtcPegasusEncoder(config) if config.encoder_type == "etc" else BigBirdPegasusEncoder(config)
+    encoder = EtcPegasusEncoder if config.encoder_type == "etc" else BigBirdPegasusEncoder
+    return encoder(config, init_now=False)  # the model's post_init initialises it
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,11 +346,6 @@ def _checked(forward):
 
     checked_forward.__signature__ = published
     return checked_forward
-
-
-class BigBirdPegasusPreTrainedModel(RemoteCodeMixin, reference.BigBirdPegasusPreTrainedModel):
-    config: BigBirdPegasusConfig
-    config_class = BigBirdPegasusConfig
 
 
 class BigBirdPegasusModel(BigBirdPegasusPreTrainedModel, reference.BigBirdPegasusModel):
@@ -360,10 +415,27 @@ class BigBirdPegasusForQuestionAnswering(BigBirdPegasusPreTrainedModel, referenc
     forward = _checked(reference.BigBirdPegasusForQuestionAnswering.forward)
 
 
+class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel, reference.BigBirdPegasusForCausalLM):
+    """The decoder alone as a causal LM (transformers' class: `model.decoder` + `lm_head`, its
+    forward, loss and `generate()`); no encoder, so no sparse attention. Like transformers, it sets
+    `config.is_decoder=True` and `config.is_encoder_decoder=False`."""
+
+    def __init__(self, config: BigBirdPegasusConfig):
+        config.is_decoder = True
+        config.is_encoder_decoder = False
+        BigBirdPegasusPreTrainedModel.__init__(self, config)
+        self.model = reference.BigBirdPegasusDecoderWrapper(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+
 __all__ = [
     "BigBirdPegasusModel",
     "BigBirdPegasusPreTrainedModel",
     "BigBirdPegasusForConditionalGeneration",
     "BigBirdPegasusForSequenceClassification",
     "BigBirdPegasusForQuestionAnswering",
+    "BigBirdPegasusForCausalLM",
+    "BigBirdPegasusEncoder",
+    "EtcPegasusEncoder",
 ]

@@ -56,6 +56,9 @@ AUTO_MAP = {
         "AutoModelForSequenceClassification": "modeling_longbird_bigbird_heads.BigBirdForSequenceClassification",
         "AutoModelForTokenClassification": "modeling_longbird_bigbird_heads.BigBirdForTokenClassification",
         "AutoModelForQuestionAnswering": "modeling_longbird_bigbird_heads.BigBirdForQuestionAnswering",
+        "AutoModelForMultipleChoice": "modeling_longbird_bigbird_heads.BigBirdForMultipleChoice",
+        "AutoModelForPreTraining": "modeling_longbird_bigbird_heads.BigBirdForPreTraining",
+        "AutoModelForCausalLM": "modeling_longbird_bigbird_heads.BigBirdForCausalLM",
     },
     "longbird_etc": {
         "AutoConfig": "configuration_longbird_etc.EtcConfig",
@@ -74,6 +77,7 @@ AUTO_MAP = {
             "modeling_longbird_bigbird_pegasus.BigBirdPegasusForSequenceClassification"
         ),
         "AutoModelForQuestionAnswering": "modeling_longbird_bigbird_pegasus.BigBirdPegasusForQuestionAnswering",
+        "AutoModelForCausalLM": "modeling_longbird_bigbird_pegasus.BigBirdPegasusForCausalLM",
     },
 }
 
