@@ -223,9 +223,8 @@ def worker(args) -> None:
 
         timed = interleaved({"longbird": step, "floor": floor_step}, args.repeats, deadline)
     elif args.model.endswith(":growth"):
-        steps = {
-            str(n): make_step(model, model_inputs(name, n, args.etc_globals), args.mode, dtype) for n in GROWTH_LENGTHS
-        }
+        lengths = reversed(GROWTH_LENGTHS)  # the longer first: the ratio is the growth
+        steps = {str(n): make_step(model, model_inputs(name, n, args.etc_globals), args.mode, dtype) for n in lengths}
         timed = interleaved(steps, args.repeats, deadline)
     else:
         step = make_step(model, model_inputs(name, args.length, args.etc_globals), args.mode, dtype)
