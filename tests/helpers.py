@@ -62,3 +62,48 @@ def write_jsonl(path, rows) -> str:
     """`rows` as JSON Lines at `path`; returns the path as a string (for a --*_file flag)."""
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return str(path)
+
+
+#: a tiny BigBird config valid for transformers' and longbird's BigBirdConfig (parity tests)
+TINY_BIGBIRD = dict(
+    vocab_size=100,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    block_size=8,
+    num_random_blocks=3,
+    max_position_embeddings=512,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    sep_token_id=5,
+)
+
+
+#: a tiny BigBird-Pegasus config valid for transformers' and longbird's config (parity tests)
+PAD, EOS, START = 0, 1, 2
+VOCAB = 99
+TINY_PEGASUS = dict(
+    vocab_size=VOCAB,
+    d_model=32,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    encoder_ffn_dim=37,
+    decoder_ffn_dim=37,
+    block_size=8,
+    num_random_blocks=2,
+    max_position_embeddings=512,
+    dropout=0.0,
+    attention_dropout=0.0,
+    # 10x the default init: sharper attention, so a wrong block / mask moves outputs far above
+    # the tolerances. Weights are the same in both models anyway.
+    init_std=0.2,
+    pad_token_id=PAD,
+    eos_token_id=EOS,
+    bos_token_id=START,
+    decoder_start_token_id=START,
+)
+#: ETC-encoder fields for a tiny BigBird-Pegasus with encoder_type='etc'
+TINY_PEGASUS_ETC = dict(local_radius=8, relative_pos_max_distance=4, relative_vocab_size=12, num_tokens_per_block=10)

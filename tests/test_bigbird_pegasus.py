@@ -24,6 +24,7 @@ import json
 import pytest
 import torch
 import transformers
+from helpers import EOS, PAD, START, TINY_PEGASUS, TINY_PEGASUS_ETC, VOCAB
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -38,31 +39,7 @@ from longbird.modeling import modeling_longbird_bigbird_pegasus as ours_module
 
 transformers.logging.set_verbosity_error()  # transformers warns on every padded / short input
 
-PAD, EOS, START = 0, 1, 2
-VOCAB = 99
-TINY = dict(
-    vocab_size=VOCAB,
-    d_model=32,
-    encoder_layers=2,
-    decoder_layers=2,
-    encoder_attention_heads=4,
-    decoder_attention_heads=4,
-    encoder_ffn_dim=37,
-    decoder_ffn_dim=37,
-    block_size=8,
-    num_random_blocks=2,
-    max_position_embeddings=512,
-    dropout=0.0,
-    attention_dropout=0.0,
-    # 10x the default init: sharper attention, so a wrong block / mask moves outputs far above
-    # the tolerances. Weights are the same in both models anyway.
-    init_std=0.2,
-    pad_token_id=PAD,
-    eos_token_id=EOS,
-    bos_token_id=START,
-    decoder_start_token_id=START,
-)
-ETC = dict(local_radius=8, relative_pos_max_distance=4, relative_vocab_size=12, num_tokens_per_block=10)
+TINY, ETC = TINY_PEGASUS, TINY_PEGASUS_ETC
 # transformers falls back to original_full at or below (5 + 2 r) * block_size = 72 tokens
 SPARSE_LEN = 200
 assert SPARSE_LEN > (5 + 2 * TINY["num_random_blocks"]) * TINY["block_size"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
+from helpers import TINY_BIGBIRD, TINY_PEGASUS, TINY_PEGASUS_ETC
 from test_remote_code import run_without_longbird
 from transformers import AutoModelForCausalLM, AutoModelForMultipleChoice, AutoModelForPreTraining, PreTrainedModel
 
@@ -22,41 +23,9 @@ import longbird
 transformers.logging.set_verbosity_error()
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BIGBIRD = dict(
-    vocab_size=100,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=64,
-    block_size=8,
-    num_random_blocks=3,
-    max_position_embeddings=512,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-    sep_token_id=5,
-    initializer_range=0.2,  # sharp attention: a wrong block moves outputs far above the tolerances
-)
-PEGASUS = dict(
-    vocab_size=99,
-    d_model=32,
-    encoder_layers=2,
-    decoder_layers=2,
-    encoder_attention_heads=4,
-    decoder_attention_heads=4,
-    encoder_ffn_dim=37,
-    decoder_ffn_dim=37,
-    block_size=8,
-    num_random_blocks=2,
-    max_position_embeddings=512,
-    dropout=0.0,
-    attention_dropout=0.0,
-    init_std=0.2,
-    pad_token_id=0,
-    eos_token_id=1,
-    bos_token_id=2,
-    decoder_start_token_id=2,
-)
-ETC = dict(local_radius=8, relative_pos_max_distance=4, relative_vocab_size=12, num_tokens_per_block=10)
+# sharp attention: a wrong block moves outputs far above the tolerances
+BIGBIRD = {**TINY_BIGBIRD, "initializer_range": 0.2}
+PEGASUS, ETC = TINY_PEGASUS, TINY_PEGASUS_ETC
 NUM_CHOICES = 3
 HEADS = ("BigBirdForMultipleChoice", "BigBirdForPreTraining")
 
