@@ -1,5 +1,5 @@
 """The `longbird` command line: `longbird demo`, `longbird speed`, `longbird train <task> ...`,
-`longbird convert etc-tf ...` (`longbird-convert` is an alias of `longbird convert`).
+`longbird convert etc-tf ...` (`longbird-convert` is an alias of `longbird convert`), `longbird export ...`.
 
 Errors the user caused (a bad flag value, a missing file, data or a checkpoint that does not fit)
 end the command with one line, `longbird: error: ...`, and exit code 2; anything else (a bug)
@@ -19,7 +19,13 @@ from huggingface_hub.errors import StrictDataclassError
 
 from longbird.tasks import RECIPES
 
-COMMANDS = {"demo": "longbird.tasks.demo", "speed": "longbird.tasks.speed", "train": None, "convert": None}
+COMMANDS = {
+    "demo": "longbird.tasks.demo",
+    "speed": "longbird.tasks.speed",
+    "train": None,
+    "convert": None,
+    "export": "longbird.export.cli",
+}
 
 
 def _usage() -> str:
@@ -28,6 +34,7 @@ def _usage() -> str:
         f"       longbird speed [options]     (block-sparse vs full attention: time and memory)\n"
         f"       longbird train {{{','.join(RECIPES)}}} [options]   (add --help for a command's options)\n"
         "       longbird convert etc-tf --tf-checkpoint CKPT --config JSON --output DIR   (TF ETC -> EtcModel)\n"
+        "       longbird export MODEL_DIR --format {onnx,torch-export} --output DIR   (ONNX Runtime, torch.export)\n"
         f"An error in the input is reported in one line; LONGBIRD_TRACEBACK=1 shows its traceback."
     )
 

@@ -1,4 +1,5 @@
-"""Helpers shared by test modules: tiny model configs over a tokenizer's vocabulary and JSONL data files.
+"""Helpers shared by test modules: tiny model configs over a tokenizer's vocabulary, JSONL data files, and
+running the code of an exported folder's README.
 
 Imported as `from helpers import ...` (pytest puts tests/ on sys.path, as for hub_server). Each config
 takes `tokenizer`'s length as its vocabulary; `overrides` set what a test needs beyond the tiny sizes
@@ -8,6 +9,9 @@ takes `tokenizer`'s length as its vocabulary; `overrides` set what a test needs 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import longbird
 
@@ -107,3 +111,22 @@ TINY_PEGASUS = dict(
 )
 #: ETC-encoder fields for a tiny BigBird-Pegasus with encoder_type='etc'
 TINY_PEGASUS_ETC = dict(local_radius=8, relative_pos_max_distance=4, relative_vocab_size=12, num_tokens_per_block=10)
+
+
+def run_readme_code(folder: Path) -> str:
+    """Runs the Python block of an exported folder's README.md in that folder; returns its stdout."""
+    text = (folder / "README.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    result = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def run_bench(script: str, *args: str) -> str:
+    """Runs `bench/<script>` with `args` (give it `--out`); asserts it succeeded; returns its stdout."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / script), *args], capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout

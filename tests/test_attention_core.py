@@ -493,6 +493,21 @@ def test_uniform_plan_excludes_window_and_globals(nb, window, r, heads, extra, s
             assert set(picked) <= set(free), "random block in the window or global"
 
 
+def test_uniform_plan_around_layout_globals_drops_prefix_hits():
+    """With a prefix made global (`global_prefix_length`), the uniform plan is still the one drawn
+    around the layout's own globals (a function of the length, which an exported graph looks up)
+    and a random block that hit the prefix is dropped, not counted twice."""
+    pattern = SparsePattern(block_size=8, num_heads=4, window_blocks=3, num_random_blocks=3, random_plan="uniform")
+    own, with_prefix = (0,), (0, 1, 2, 3, 4)
+    plain_keys, plain_valid = example_slots(pattern, 1, 30, own, False)
+    keys, valid = example_slots(pattern, 1, 30, with_prefix, False, own)
+    r = pattern.num_random_blocks
+    assert torch.equal(keys[..., -r:], plain_keys[..., -r:])  # the same draws
+    hits = torch.isin(keys[..., -r:], torch.tensor(with_prefix))
+    assert hits.any()  # the check below is not vacuous
+    assert torch.equal(valid[..., -r:], plain_valid[..., -r:] & ~hits)
+
+
 def test_uniform_plan_slot_table_counts_each_block_once():
     """With the uniform plan no key block appears twice among a sparse row's valid slots."""
     pattern = SparsePattern(block_size=8, num_heads=4, window_blocks=5, num_random_blocks=3, random_plan="uniform")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_bench
 
 from longbird import cli
 from longbird.tasks import speed
@@ -50,22 +51,7 @@ def test_train_help_lists_recipe_and_trainer_flags():
 def test_benchmark_smoke_prints_targets(tmp_path):
     """The side-by-side benchmark runs end to end (one short length) and prints its target list."""
     out = tmp_path / "encoders.md"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "bench_encoders.py"),
-            "--lengths",
-            "1024",
-            "--repeats",
-            "1",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_bench("bench_encoders.py", "--lengths", "1024", "--repeats", "1", "--out", str(out))
     table = out.read_text()
     for model in ("longbird", "hf_bigbird", "sdpa_full", "longformer", "floor"):
         assert f"| 1024 | {model} |" in table

@@ -12,7 +12,8 @@
   short that every pair is attended anyway. The only path that can return attention weights.
 * `flex`: torch FlexAttention with a BlockMask and a multiplicity `score_mod`, compiled on GPU.
 
-All return `[B, H, n, d]` and agree to float tolerance (tests/test_attention_core.py).
+All return `[B, H, n, d]` and agree to float tolerance (tests/test_attention_core.py). Under
+`torch.export` a `TensorBlockGraph` runs on the plain-op kernel of `longbird_exportable_block.py`.
 
 Global-local graphs (ETC) have their own executors: `longbird_global_local_executors.py`.
 """
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .longbird_block_graph import BlockGraph
+from .longbird_exportable_block import TensorBlockGraph, tensor_block_attention
 from .longbird_packing import PackedGraph
 
 EXECUTORS = ("gather", "dense", "flex")
@@ -43,7 +45,7 @@ def run_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    graph: BlockGraph,
+    graph: BlockGraph | TensorBlockGraph,
     scale: float,
     backend: str = "auto",
     output_attentions: bool = False,
@@ -56,6 +58,8 @@ def run_attention(
     """
     if output_attentions:
         return dense_attention(query, key, value, graph, scale, return_weights=True)
+    if isinstance(graph, TensorBlockGraph):  # while exporting, whatever the backend
+        return tensor_block_attention(query, key, value, graph, scale), None
     if backend == "auto":
         backend = "dense" if graph.full else "gather"
     if backend == "gather":

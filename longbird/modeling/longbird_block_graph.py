@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from transformers.masking_utils import create_bidirectional_mask
 
-from .longbird_input_checks import ValueChecks
+from .longbird_input_checks import ValueChecks, is_exporting
 from .longbird_packing import PackedGraph, Packing, make_packing
 
 # The reference BigBird draws special "paper" plans for these lengths (transformers and TF alike).
@@ -195,6 +195,22 @@ def uniform_random_plan(
     return plan, valid
 
 
+def counts_global_twice(pattern: SparsePattern, reference_layout: bool) -> bool:
+    """Whether the reference plan is drawn: it exists only for its own layout (first/last block
+    global, a window of 3), and a random block of it that is global counts twice."""
+    return pattern.random_plan == "reference" and reference_layout and pattern.window_blocks == 3
+
+
+def random_slots(
+    pattern: SparsePattern, seed: int, num_blocks: int, plan_globals: tuple[int, ...], reference_layout: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """One example's random blocks `[H, num_blocks, r]` and their validity (see `example_slots`)."""
+    if counts_global_twice(pattern, reference_layout) and pattern.num_random_blocks > 0:
+        rand = reference_random_plan(pattern, num_blocks, seed)
+        return rand, np.ones_like(rand, dtype=bool)
+    return uniform_random_plan(pattern, num_blocks, plan_globals, seed)
+
+
 # --------------------------------------------------------------------------------------------
 # One example's slot table
 # --------------------------------------------------------------------------------------------
@@ -202,7 +218,12 @@ def uniform_random_plan(
 
 @lru_cache(maxsize=4096)
 def example_slots(
-    pattern: SparsePattern, seed: int, num_blocks: int, global_blocks: tuple[int, ...], reference_layout: bool
+    pattern: SparsePattern,
+    seed: int,
+    num_blocks: int,
+    global_blocks: tuple[int, ...],
+    reference_layout: bool,
+    plan_globals: tuple[int, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Slot table of one example: key blocks `[H, num_blocks, S]` and their validity.
 
@@ -210,25 +231,26 @@ def example_slots(
     A window slot that is a global block is dropped (that block is already a slot).
     `reference_layout` (first and last block global) selects the reference random plan when the
     pattern asks for it and the window is the reference's 3 blocks; other layouts draw uniformly.
+    `plan_globals`: the layout's own global blocks (default `global_blocks`). A uniform plan is
+    drawn around these alone, so that it is a function of the length (an exported graph reads it
+    from a table, `longbird_exportable_block`); a drawn block that is global for another reason
+    (`global_prefix_length`) is then dropped.
     """
-    heads, half, r = pattern.num_heads, pattern.window_blocks // 2, pattern.num_random_blocks
+    heads, half = pattern.num_heads, pattern.window_blocks // 2
     rows = np.arange(num_blocks)
     globals_ = np.broadcast_to(np.asarray(global_blocks, dtype=np.int64), (num_blocks, len(global_blocks)))
     window = rows[:, None] + np.arange(-half, half + 1)[None, :]
     window_ok = (window >= 0) & (window < num_blocks)
     window = np.clip(window, 0, num_blocks - 1)
-    # The reference plan exists only for its own layout: first/last block global, window of 3.
-    if pattern.random_plan == "reference" and reference_layout and pattern.window_blocks == 3 and r > 0:
-        rand = reference_random_plan(pattern, num_blocks, seed)
-        rand_ok = np.ones_like(rand, dtype=bool)
-    else:
-        rand, rand_ok = uniform_random_plan(pattern, num_blocks, global_blocks, seed)
     is_global = np.zeros(num_blocks, dtype=bool)
     is_global[list(global_blocks)] = True
     window_ok &= ~is_global[window]
+    rand, rand_ok = random_slots(pattern, seed, num_blocks, plan_globals or global_blocks, reference_layout)
+    if not counts_global_twice(pattern, reference_layout):
+        rand_ok = rand_ok & ~is_global[rand]  # a no-op unless a prefix made more blocks global
     # Random slots stay as drawn: the reference plan can hit a global block (e.g. the last block
     # of a 1024-token input when the plan is drawn for 4096) and then counts it twice, as
-    # transformers and the TF original do; uniform plans never draw global blocks.
+    # transformers and the TF original do; a uniform plan's never count (dropped above).
 
     def per_head(a):
         return np.broadcast_to(a, (heads, *a.shape))
@@ -330,6 +352,7 @@ def build_block_graph(
     example_globals: list[tuple[int, ...]],
     key_valid: torch.Tensor,
     reference_layout: bool,
+    example_plan_globals: list[tuple[int, ...]] | None = None,
 ) -> BlockGraph:
     """Assemble the graph of a batch from per-example (cached) slot tables.
 
@@ -340,8 +363,18 @@ def build_block_graph(
         example_globals: global blocks per example. An example too short for a sparse plan gets
             every block global (full attention), decided per example and per call.
         key_valid: `[B, n]` bool.
+        example_plan_globals: per example, the layout's own global blocks (see `example_slots`).
     """
-    structure = (pattern, seed, num_blocks, tuple(example_blocks), tuple(map(tuple, example_globals)), reference_layout)
+    plan_globals = tuple(map(tuple, example_plan_globals or example_globals))
+    structure = (
+        pattern,
+        seed,
+        num_blocks,
+        tuple(example_blocks),
+        tuple(map(tuple, example_globals)),
+        reference_layout,
+        plan_globals,
+    )
     key_blocks, slot_valid, global_rows = _batch_slots(*structure)
     full = all(not pattern.fits(nb, len(g)) or len(g) >= nb for nb, g in zip(example_blocks, example_globals))
     return BlockGraph(
@@ -350,13 +383,13 @@ def build_block_graph(
 
 
 @lru_cache(maxsize=256)
-def _batch_slots(pattern, seed, num_blocks, example_blocks, example_globals, reference_layout):
+def _batch_slots(pattern, seed, num_blocks, example_blocks, example_globals, reference_layout, plan_globals):
     """The padding-independent part of a batch's graph, cached: batches of the same shape reuse it."""
     heads = pattern.num_heads
     keys, valid, rows = [], [], []
-    for nb_real, globals_ in zip(example_blocks, example_globals):
+    for nb_real, globals_, own in zip(example_blocks, example_globals, plan_globals):
         if pattern.fits(nb_real, len(globals_)):
-            k, v = example_slots(pattern, seed, nb_real, globals_, reference_layout)
+            k, v = example_slots(pattern, seed, nb_real, globals_, reference_layout, own)
         else:  # too short for a sparse plan: full attention for this example (all rows global)
             globals_ = tuple(range(nb_real))
             k = torch.zeros(heads, nb_real, 1, dtype=torch.long)
@@ -397,10 +430,13 @@ class SequenceLayout:
     seq_len: int  # tokens given by the caller
     key_valid: torch.Tensor  # [B, n] bool over the internal sequence
     global_blocks: list[tuple[int, ...]]  # per example (block_sparse only)
+    plan_globals: list[tuple[int, ...]]  # per example: global_blocks less the prefix ones (`example_slots`)
     real_blocks: list[int]  # per example: blocks up to the last real token (block_sparse only)
     token_end: torch.Tensor  # [B] one past each example's last real token
     #: set when the batch runs padding-free: hidden states are then one packed row `[1, T, H]`
     packing: Packing | None = None
+    #: while exporting (lengths stay tensors, `longbird_exportable_block`): the caller's prefix
+    global_prefix_length: torch.Tensor | None = None
 
     def strip(self, hidden: torch.Tensor) -> torch.Tensor:
         """Internal `[B, n, H]` (or packed `[1, T, H]`) -> the caller's `[B, seq_len, H]`; zeros after
@@ -434,6 +470,8 @@ def make_layout(
     `pack`: run padding-free when the batch has padding (off when attention weights are wanted:
     they are returned padded)."""
     checks = checks if checks is not None else ValueChecks()
+    exporting = is_exporting()
+    pack = pack and not exporting  # an exported graph runs the padded batch: no lengths on the host
     batch, seq_len = attention_mask.shape
     device = attention_mask.device
     mask = attention_mask.bool()
@@ -450,16 +488,16 @@ def make_layout(
         key_valid = torch.cat([globals_valid, mask], 1)
         if not pack:
             checks.assert_on_device()  # no host transfer on this path
-            return SequenceLayout(g, g, seq_len, key_valid, [], [], last + 1)
+            return SequenceLayout(g, g, seq_len, key_valid, [], [], [], last + 1)
         lengths = checks.fetch(g + last + 1)
         keys = [(length,) for length in lengths]
         packing = make_packing(lengths, keys, g + seq_len, g, seq_len, g, device)
-        return SequenceLayout(g, g, seq_len, key_valid, [], [], last + 1, packing)
+        return SequenceLayout(g, g, seq_len, key_valid, [], [], [], last + 1, packing)
 
     bs = config.block_size
     g_blocks = -(-g // bs)
     num_prefix = g_blocks * bs
-    pad = -seq_len % bs
+    pad = (seq_len + bs - 1) // bs * bs - seq_len  # whole blocks (a form torch.export can reason about)
     key_valid = torch.cat(
         [
             globals_valid,
@@ -469,25 +507,33 @@ def make_layout(
         ],
         dim=1,
     )
+    if exporting:
+        return SequenceLayout(
+            num_prefix, g, seq_len, key_valid, [], [], [], last + 1, global_prefix_length=global_prefix_length
+        )
     # An example's graph ends at its last real token: padding after it never changes its outputs.
     token_end = checks.fetch(last + 1)
     real_blocks = [g_blocks + (end - 1) // bs + 1 for end in token_end]
     prefix_blocks = [0] * batch
     if global_prefix_length is not None:
         prefix_blocks = (-(-global_prefix_length.to(torch.long) // bs)).tolist()
-    global_blocks = []
+    global_blocks, plan_globals = [], []
     for nb_real, extra in zip(real_blocks, prefix_blocks):
-        lead = set(range(g_blocks)) | set(range(g_blocks, g_blocks + extra))
+        own = set(range(g_blocks))
         if g == 0:  # BigBird-ITC: the first and the last block of the example are global
-            lead |= {0, nb_real - 1}
+            own |= {0, nb_real - 1}
+        plan_globals.append(tuple(sorted(own)))
+        lead = own | set(range(g_blocks, g_blocks + extra))
         global_blocks.append(tuple(sorted(b for b in lead if b < nb_real)))
     packing = None
     if pack:
         lengths = [nb * bs for nb in real_blocks]
-        keys = [(nb, globals_) for nb, globals_ in zip(real_blocks, global_blocks)]
+        keys = [(nb, globals_, own) for nb, globals_, own in zip(real_blocks, global_blocks, plan_globals)]
         ends = [num_prefix + end for end in token_end]
         packing = make_packing(lengths, keys, num_prefix + seq_len + pad, num_prefix, seq_len, g, device, ends)
-    return SequenceLayout(num_prefix, g, seq_len, key_valid, global_blocks, real_blocks, last + 1, packing)
+    return SequenceLayout(
+        num_prefix, g, seq_len, key_valid, global_blocks, plan_globals, real_blocks, last + 1, packing
+    )
 
 
 def sparse_pattern(config) -> SparsePattern:
@@ -512,7 +558,7 @@ def to_internal(hidden: torch.Tensor, layout: SequenceLayout, global_embeds: tor
     if gap:
         parts.append(hidden.new_zeros(batch, gap, hidden.shape[2]))
     parts.append(hidden)
-    if tail:
+    if is_exporting() or tail:  # exporting: the tail's size is symbolic (zero for some lengths)
         parts.append(hidden.new_zeros(batch, tail, hidden.shape[2]))
     internal = torch.cat(parts, dim=1) if len(parts) > 1 else hidden
     return layout.packing.pack(internal) if layout.packing is not None else internal
@@ -530,6 +576,16 @@ def layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, hidden:
         )
         return [None] * config.num_hidden_layers, full_mask
     n = hidden.shape[1]
+    if is_exporting():
+        from .longbird_exportable_block import plan_table, tensor_block_graphs  # it builds on this module
+
+        layout_blocks = layout.num_prefix // config.block_size
+        max_blocks = layout_blocks + -(-config.max_position_embeddings // config.block_size)
+        tables = [plan_table(pattern, layer, max_blocks, layout_blocks) for layer in range(config.num_hidden_layers)]
+        graphs = tensor_block_graphs(
+            config, pattern, tables, layout.key_valid, layout.token_end, layout_blocks, layout.global_prefix_length
+        )
+        return graphs, None
     graphs = []
     for layer in range(config.num_hidden_layers):
         graph = build_block_graph(
@@ -540,6 +596,7 @@ def layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, hidden:
             example_globals=layout.global_blocks,
             key_valid=layout.key_valid.cpu(),
             reference_layout=layout.num_global == 0,
+            example_plan_globals=layout.plan_globals,
         )
         graphs.append(graph.to(hidden.device))
     return graphs, None
@@ -557,7 +614,7 @@ def packed_layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, 
     for layer in range(config.num_hidden_layers):
         parts = []
         for group, mask in zip(groups, group_masks):
-            num_blocks, globals_ = group.key
+            num_blocks, globals_, own = group.key
             graph = build_block_graph(
                 pattern,
                 seed=layer,
@@ -566,6 +623,7 @@ def packed_layer_graphs(config, pattern: SparsePattern, layout: SequenceLayout, 
                 example_globals=[globals_] * group.count,
                 key_valid=mask,
                 reference_layout=layout.num_global == 0,
+                example_plan_globals=[own] * group.count,
             )
             parts.append((group, graph.to(device)))
         graphs.append(PackedGraph(parts))

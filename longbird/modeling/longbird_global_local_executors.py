@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from . import longbird_block_executors as block_executors
 from .longbird_global_local_graph import GlobalLocalGraph, PackedGlobalLocalGraph, window_in_range
+from .longbird_input_checks import is_exporting
 
 #: the reference adds -10000 (not -inf) to the scores of blocked pairs; a row with no visible key
 #: (padding) stays finite, and fp16 can hold it
@@ -49,7 +50,13 @@ class RelativeLogits:
         """`[B, H, ..., Lq, d] -> [B, H, ..., Lq, V + 1]`: the scaled logit of every id for every
         query (V is ~32, far fewer than keys, so pairs only gather), plus id V = MASKED_SCORE:
         a blocked pair is the id V, which adds the reference's -10000 in the same gather."""
-        logits = torch.einsum("bh...d,vhd->bh...v", scaled_query, self.embedding)
+        if is_exporting():  # as a bmm of known layouts (einsum's reshapes: see `_matmul`)
+            heads, width = scaled_query.shape[1], scaled_query.shape[-1]
+            query = _copy(scaled_query.transpose(0, 1)).view(heads, -1, width)
+            logits = torch.bmm(query, _copy(self.embedding.permute(1, 2, 0)))
+            logits = logits.view(heads, scaled_query.shape[0], *scaled_query.shape[2:-1], -1).transpose(0, 1)
+        else:
+            logits = torch.einsum("bh...d,vhd->bh...v", scaled_query, self.embedding)
         shape = (1, self.bias.shape[1]) + (1,) * (scaled_query.dim() - 3) + (self.num_ids,)
         # in the logits' dtype: under autocast the bias is a float32 parameter, and float32 here
         # would make every gathered score bias (scores-sized) float32 too
@@ -105,11 +112,20 @@ def fused_attention(
     return out, probs if return_weights else None
 
 
+def _copy(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy, made whatever the layout. Under `torch.export` only: whether a reshape of
+    `x` may be a view depends on its sizes being 1 (a length of 1), so the shape solver would fix
+    the length; reshaping a fresh contiguous copy never asks."""
+    return x.clone(memory_format=torch.contiguous_format)
+
+
 def _matmul(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`bias + x @ y` over leading dims, as one (b)addbmm. A `y` with fewer dims (a key set shared
     by every query block) multiplies x's blocks flattened into one sequence, so y is never copied
     per block; `bias` is then laid out over the flat sequence."""
     shape = (*x.shape[:-1], y.shape[-1])
+    if is_exporting():
+        x, y = _copy(x), _copy(y)
     if y.dim() < x.dim():
         x = x.flatten(2, -2)
     x3 = x.reshape(-1, *x.shape[-2:])
@@ -159,6 +175,10 @@ def global_local_attention(
     n, radius = query.shape[2], graph.radius
     if return_weights:
         backend = "dense"
+    elif is_exporting():
+        # an exported graph serves every length: dense would hold `n x n` scores, and choosing by
+        # length would fix the length at export time (the two agree to float tolerance)
+        backend = "blocked"
     if backend == "auto":
         backend = "dense" if n <= 3 * (radius + 1) else "blocked"
     if backend not in ("dense", "blocked"):
@@ -170,32 +190,45 @@ def global_local_attention(
         return fused_attention(query, parts, scale, relative, dropout, training, return_weights)
 
     block = radius + 1
-    nb = -(-n // block)
+    nb = _num_blocks(graph, n, block)
     relative_inputs = () if relative is None else (relative.embedding, relative.bias)
 
     def run(chunk, q, k, v, gk, gv, *rel):  # the query blocks `chunk` (an example range, a block range)
         rows, (start, stop) = chunk
-        c = stop - start
-        q = _pad_rows(q, 0, c * block - q.shape[2]).unflatten(2, (c, block))
-        # the keys of blocks start - 1 .. stop (zeros outside the sequence), as three-block spans
-        before, after = block if start == 0 else 0, (stop + 1) * block - min(n, (stop + 1) * block)
+        if stop is None:  # every block in one call, by index (`_block_rows`: sizes may be symbolic)
+            q, k, v = (
+                _block_rows(q, nb, block),
+                _block_rows(k, nb, block, -block, 3),
+                _block_rows(v, nb, block, -block, 3),
+            )
+            local = KeyPart(k, v, local_mask, local_ids)
+            global_ = KeyPart(gk, gv, global_mask, global_ids)
+        else:
+            c = stop - start
+            q = _pad_rows(q, 0, c * block - q.shape[2]).unflatten(2, (c, block))
+            # the keys of blocks start - 1 .. stop (zeros outside the sequence), as three-block spans
+            before, after = block if start == 0 else 0, (stop + 1) * block - min(n, (stop + 1) * block)
 
-        def three_blocks(x):  # [B, H, (c + 2) L, d] -> [B, H, c, 3L, d]: previous, own and next block
-            x = _pad_rows(x, before, after).unflatten(2, (c + 2, block))
-            return torch.cat([x[:, :, :-2], x[:, :, 1:-1], x[:, :, 2:]], dim=3)
+            def three_blocks(x):  # [B, H, (c + 2) L, d] -> [B, H, c, 3L, d]: previous, own and next block
+                x = _pad_rows(x, before, after).unflatten(2, (c + 2, block))
+                return torch.cat([x[:, :, :-2], x[:, :, 1:-1], x[:, :, 2:]], dim=3)
 
-        def cut(x, flat):  # a layout piece of these queries (over the flat queries when `flat`)
-            return None if x is None else x[rows, :, start * block : stop * block] if flat else x[rows, :, start:stop]
+            def cut(x, flat):  # a layout piece of these queries (over the flat queries when `flat`)
+                return (
+                    None if x is None else x[rows, :, start * block : stop * block] if flat else x[rows, :, start:stop]
+                )
 
-        local = KeyPart(three_blocks(k), three_blocks(v), cut(local_mask, False), cut(local_ids, False))
-        global_ = KeyPart(gk, gv, cut(global_mask, True), cut(global_ids, True))
+            local = KeyPart(three_blocks(k), three_blocks(v), cut(local_mask, False), cut(local_ids, False))
+            global_ = KeyPart(gk, gv, cut(global_mask, True), cut(global_ids, True))
         rel = RelativeLogits(*rel) if rel else None
         out, _ = fused_attention(q, [local, global_], scale, rel, dropout, training)
+        if stop is None:
+            return _unblock_rows(out, n)
         return out.flatten(2, 3)[:, :, : min(n, stop * block) - start * block]
 
     inputs = (query, key, value, global_key, global_value, *relative_inputs)
-    if query.device.type != "cpu":  # one call over every block (small kernels would cost more than they save)
-        return run((slice(None), (0, nb)), *inputs), None
+    if _one_call(query):
+        return run((slice(None), (0, None)), *inputs), None
     elem = query.element_size()
     b, h, m = query.shape[0], query.shape[1], global_key.shape[2]
     chunks = []
@@ -208,9 +241,50 @@ def global_local_attention(
     return _chunked(run, chunks, query.shape, dropout if training else 0.0, *inputs), None
 
 
+def _one_call(query: torch.Tensor) -> bool:
+    """Whether an executor runs every query in one call rather than in CPU chunks: on an
+    accelerator (small kernels would cost more than they save), and under `torch.export` (the
+    chunk plan is a host-side loop over the sizes, which are symbolic there)."""
+    return query.device.type != "cpu" or is_exporting()
+
+
 def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
     """Zero rows around `x` (`[B, H, n, d]`); `x` itself (no copy) when there are none (most chunks)."""
     return F.pad(x, (0, 0, before, after)) if before or after else x
+
+
+def _num_blocks(graph: GlobalLocalGraph, n: int, block: int) -> int:
+    """`ceil(n / L)` query blocks. Under `torch.export` a size symbol of its own (shared by every
+    layer through the graph's cache): views into `[nb, L]` need divisibility facts about
+    `ceil(n / L)` that the shape solver cannot derive from `n`, and would fix the length instead.
+    (`(n + L - 1) // L`, not `-(-n // L)`: ONNX's integer division truncates negative values.)"""
+    nb = (n + block - 1) // block
+    if not is_exporting():
+        return nb
+    memo = ("num_blocks", block)
+    if memo not in graph.cache:
+        nb = torch.scalar_tensor(nb, dtype=torch.long).item()
+        torch._check(nb >= 1)
+        graph.cache[memo] = nb
+    return graph.cache[memo]
+
+
+def _block_rows(x: torch.Tensor, nb: int, block: int, first: int = 0, blocks: int = 1) -> torch.Tensor:
+    """`[..., n, d] -> [..., nb, blocks * L, d]`: for query block i, the rows from `i L + first`
+    (`blocks * L` of them), zeros outside the sequence. By index rather than by padding and a view:
+    no size of it depends on how `n` divides by `L` (see `_num_blocks`)."""
+    n = x.shape[-2]
+    starts = torch.arange(nb, device=x.device)[:, None] * block
+    index = starts + torch.arange(first, first + blocks * block, device=x.device)
+    rows = x.index_select(x.dim() - 2, index.flatten().clamp(0, n - 1)).unflatten(-2, index.shape)
+    inside = ((index >= 0) & (index < n))[:, :, None]
+    # a mask by `&`: ONNX Runtime has no Where (masked_fill) kernel for bool values
+    return rows & inside if rows.dtype == torch.bool else rows.masked_fill(~inside, 0)
+
+
+def _unblock_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    """`[B, H, nb, L, d] -> [B, H, n, d]`: the first `n` rows of the blocks (by index, see `_block_rows`)."""
+    return x.flatten(2, 3).index_select(2, torch.arange(n, device=x.device))
 
 
 def _long_query_layout(graph: GlobalLocalGraph, backend: str, n: int, num_ids: int):
@@ -232,16 +306,16 @@ def _long_query_layout(graph: GlobalLocalGraph, backend: str, n: int, num_ids: i
         local_ids = None if local_ids is None else _take_window(local_ids, index)
     else:
         block = radius + 1
-        padded = -(-n // block) * block
+        nb = _num_blocks(graph, n, block)
         index, valid = _skew_index(block, radius, local_mask.device)
 
         def to_blocks(x):  # [B, n, w] -> [B, nb, L, w]
-            return F.pad(x, (0, 0, 0, padded - n)).unflatten(1, (-1, block))
+            return _block_rows(x, nb, block)
 
         local_mask = _take_window(to_blocks(local_mask), index) & valid
         local_ids = None if local_ids is None else _take_window(to_blocks(local_ids), index)
-        global_mask = F.pad(global_mask, (0, 0, 0, padded - n))
-        global_ids = None if global_ids is None else F.pad(global_ids, (0, 0, 0, padded - n))
+        global_mask = to_blocks(global_mask).flatten(1, 2)
+        global_ids = None if global_ids is None else to_blocks(global_ids).flatten(1, 2)
     local_ids = masked_ids(local_ids, local_mask, num_ids) if num_ids else None
     global_ids = masked_ids(global_ids, global_mask, num_ids) if num_ids else None
     layout = tuple(None if t is None else t.unsqueeze(1) for t in (local_mask, local_ids, global_mask, global_ids))
@@ -298,7 +372,7 @@ def global_query_attention(
             ],
         )
     (g2g_mask, g2g_ids), (g2l_mask, g2l_ids) = pieces
-    if return_weights or query.device.type != "cpu":
+    if return_weights or _one_call(query):
         parts = [KeyPart(key, value, g2g_mask, g2g_ids), KeyPart(long_key, long_value, g2l_mask, g2l_ids)]
         return fused_attention(query, parts, scale, relative, dropout, training, return_weights)
     relative_inputs = () if relative is None else (relative.embedding, relative.bias)

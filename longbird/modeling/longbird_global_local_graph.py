@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..configuration.configuration_longbird_etc import EtcConfig
-from .longbird_input_checks import ValueChecks, check_integer_ids
+from .longbird_input_checks import ValueChecks, check_integer_ids, is_exporting
 from .longbird_packing import PackedGroup, Packing, make_packing
 
 
@@ -425,6 +425,10 @@ def check_etc_inputs(config: EtcConfig, inputs: dict, vocab_size: int | None = N
             raise ValueError(f"`{name}` was given without a global input; pass `global_input_ids` too.")
         if tuple(value.shape) != shape:
             raise ValueError(f"`{name}` has shape {tuple(value.shape)}, expected {shape}.")
+    if is_exporting():
+        # the checks below read values on the host, which a traced graph cannot: an exported
+        # graph's caller checks its inputs before running it
+        return
     for name in ("long_breakpoints", "global_breakpoints", *(k for k in GRAPH_INPUTS if k.endswith("mask"))):
         value = inputs.get(name)
         if value is not None and value.numel() and not bool(((value == 0) | (value == 1)).all()):

@@ -43,7 +43,7 @@ from .longbird_global_local_graph import (
     sentences_as_examples,
     zeros_after_last_token,
 )
-from .longbird_input_checks import sequence_classification_loss, table_size, takes_inputs
+from .longbird_input_checks import is_exporting, sequence_classification_loss, table_size, takes_inputs
 from .longbird_layer_norm import LayerNorm
 from .longbird_packing import flattened_batches
 from .remote_code import RemoteCodeMixin
@@ -132,6 +132,12 @@ def projection_owners(config: EtcConfig) -> dict[str, str]:
     return owners
 
 
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """`[B, H, n, d] -> [B, n, H d]` as one explicit copy (flattening the transposed heads copies
+    anyway; whether it could be a view depends on n being 1, which torch.export would fix)."""
+    return x.transpose(1, 2).clone(memory_format=torch.contiguous_format).flatten(2)
+
+
 class EtcAttention(nn.Module):
     """Fused global-local attention: long queries over [window of long keys; global keys], global
     queries over [global keys; long keys], each one softmax, with relative-position logits from a
@@ -177,8 +183,8 @@ class EtcAttention(nn.Module):
             output_attentions,
         )
         global_output = self.global_output if self.global_output is not None else self.long_output
-        long_out = self.long_output(long_out.transpose(1, 2).flatten(2))
-        global_out = global_output(global_out.transpose(1, 2).flatten(2))
+        long_out = self.long_output(merge_heads(long_out))
+        global_out = global_output(merge_heads(global_out))
         return long_out, global_out, long_weights, global_weights
 
 
@@ -354,9 +360,12 @@ class EtcModel(EtcPreTrainedModel):
         global_ = self.embeddings(  # the global input (is_global=True)
             inputs.global_input_ids, global_inputs_embeds, inputs.global_token_type_ids, global_position_ids, True
         )
-        # padding-free (longbird_packing) unless weights are wanted or the caller gave graph pieces
+        # padding-free (longbird_packing) unless weights are wanted or the caller gave graph pieces;
+        # not under torch.export either: packing plans on the host (`.tolist()`), so an exported
+        # graph runs the padded batch on the same graph (the outputs agree: padding is in no example)
         graph, (strip_long, strip_global) = inputs.graph, map(zeros_after_last_token, inputs.examples)
-        packed = None if output_attentions or inputs.explicit_graph else pack_global_local(graph, *inputs.examples)
+        unpacked = output_attentions or inputs.explicit_graph or is_exporting()
+        packed = None if unpacked else pack_global_local(graph, *inputs.examples)
         if packed is not None:
             graph, long, global_ = packed, packed.long.pack(long), packed.global_.pack(global_)
             strip_long, strip_global = packed.long.strip, packed.global_.strip
