@@ -76,11 +76,13 @@ def _assert_parity(model, graph, session, program, batch):
 
 VARIANTS = {
     "itc": dict(),  # first and last block global, transformers' random plan
-    "etc_variant": dict(num_global_tokens=3),  # extra global tokens in front, uniform random plan
+    # extra global tokens in front, uniform random plan: under `-m slow` (one export ~20 s); the default
+    # run covers this variant with its QA head (`qa_etc_variant` below)
+    "etc_variant": dict(num_global_tokens=3),
 }
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
+@pytest.fixture(scope="module", params=["itc", pytest.param("etc_variant", marks=pytest.mark.slow)])
 def base_model(request, tokenizer, tmp_path_factory):
     torch.manual_seed(0)
     model = longbird.BigBirdModel(_config(tokenizer, **VARIANTS[request.param])).eval()
@@ -93,9 +95,9 @@ def test_base_model_onnx_and_program_equal_eager(base_model, length, real):
     _assert_parity(model, graph, session, program, _batch(length, real, model.config.vocab_size))
 
 
+# token classification: test_export_cli_writes_a_folder_that_runs exports that head
 HEADS = {
     "seq_cls": ("BigBirdForSequenceClassification", dict(num_labels=3)),
-    "token_cls": ("BigBirdForTokenClassification", dict(num_labels=4)),
     "qa": ("BigBirdForQuestionAnswering", dict()),
     # the question's blocks made global on top of extra global tokens and a uniform random plan
     "qa_etc_variant": ("BigBirdForQuestionAnswering", dict(num_global_tokens=3)),
@@ -182,7 +184,7 @@ def test_pipelines_over_onnx_runtime(head_model, tokenizer, tmp_path):
 @pytest.mark.parametrize("fmt", ["onnx", "torch-export"])
 def test_export_cli_writes_a_folder_that_runs(fmt, tokenizer, tmp_path):
     """`longbird export` on a saved checkpoint: graph, config, tokenizer and a README whose code runs;
-    the graph equals eager."""
+    the graph equals eager in every case (the token-classification head's parity test)."""
     torch.manual_seed(0)
     model = longbird.BigBirdForTokenClassification(_config(tokenizer, num_labels=2)).eval()
     model.save_pretrained(tmp_path / "tok")
@@ -193,14 +195,21 @@ def test_export_cli_writes_a_folder_that_runs(fmt, tokenizer, tmp_path):
     assert {graph_file.name, "config.json", "tokenizer.json", "README.md"} <= {p.name for p in out.iterdir()}
     assert "`input_ids` | int64 | [batch, sequence]" in (out / "README.md").read_text()
     run_readme_code(out)
-    batch = _batch(*CASES[0], model.config.vocab_size)
-    with torch.no_grad():
-        expected = model(**batch).logits
     if fmt == "onnx":
-        got = torch.from_numpy(load_exported(out).session.run(None, {k: v.numpy() for k, v in batch.items()})[0])
+        session = load_exported(out).session
+
+        def run(batch):
+            return torch.from_numpy(session.run(None, {k: v.numpy() for k, v in batch.items()})[0])
     else:
-        got = torch.export.load(graph_file).module()(*batch.values())[0]
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+        program = torch.export.load(graph_file).module()
+
+        def run(batch):
+            return program(*batch.values())[0]
+
+    for length, real in CASES:
+        batch = _batch(length, real, model.config.vocab_size)
+        with torch.no_grad():
+            torch.testing.assert_close(run(batch), model(**batch).logits, atol=1e-4, rtol=0)
 
 
 def test_too_long_input_is_refused_before_onnx_runtime(base_model, tokenizer, tmp_path):

@@ -105,7 +105,16 @@ def max_error(got, expected) -> float:
     return max(float((torch.as_tensor(g) - e).abs().max()) for g, e in zip(got, expected))
 
 
-@pytest.fixture(scope="module", params=CLASSES, ids=[cls.__name__ for cls in CLASSES])
+# token classification and MLM (a linear layer on the same graph as the base model) only under
+# `-m slow`: each class exports a model (~20-30 s on 2 cores)
+_SLOW = (EtcForTokenClassification, EtcForMaskedLM)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(cls, marks=pytest.mark.slow) if cls in _SLOW else cls for cls in CLASSES],
+    ids=[cls.__name__ for cls in CLASSES],
+)
 def exported(request, tmp_path_factory):
     """(model, ONNX Runtime session, torch.export program) of one class."""
     model = make(request.param)
