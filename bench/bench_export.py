@@ -11,19 +11,21 @@ The parent runs, each in a fresh subprocess (this script with --worker KIND):
 
   prepare      builds the model (torch.manual_seed(0)), saves it (save_pretrained, safetensors) into
                the work folder and exports it ONCE to ONNX (`exportable_graphs(model)[0]` and
-               `write_graph(graph, dir, "onnx")`, opset 18, every axis dynamic): export time, file size
+               `write_graph(graph, dir, "onnx")`, opset graphs.ONNX_OPSET, every axis dynamic): export
+               time, file size
   eager        per length: loads the saved model (from_pretrained), torch.no_grad(), eval,
                torch.set_num_threads(--threads); one warm-up, --repeats timed forwards (median)
   onnxruntime  per length: onnxruntime.InferenceSession on the exported file, CPUExecutionProvider,
                SessionOptions as longbird.export.load_exported sets them (ORT's defaults, memory pattern
-               off) and intra_op_num_threads = --threads; this process imports
+               and buffer reuse off: longbird/export/ort_session.py, loaded as a file) and
+               intra_op_num_threads = --threads; this process imports
                numpy and onnxruntime only (no torch), as a deployment runs it; warm-up + --repeats
   interleaved  per length: both runtimes in one process, on the same ids: parity first (max |ORT - eager|
                of last_hidden_state), then both timed round by round (bench_common.time_rounds, the
                order rotating), so the host's drift over the run hits both alike; the speed target uses
                the median of the rounds' eager / ORT ratios
-  ort_mem_pattern  (unless --no-variant; not a target) per length, like `onnxruntime` with ORT's
-               default SessionOptions.enable_mem_pattern=True: why load_exported turns it off
+  ort_defaults (unless --no-variant; not a target) per length, like `onnxruntime` with ORT's default
+               SessionOptions (memory pattern and buffer reuse on): why load_exported turns them off
   profile      (unless --no-profile) ORT with SessionOptions.enable_profiling at the longest length: one
                warm-up, one profiled run; the report lists the top op types by kernel time
 
@@ -92,9 +94,9 @@ QUICK_SIZES = dict(
     attention_type="block_sparse",
 )
 RUNTIMES = ("eager", "onnxruntime")
-# not a target: ORT with its default SessionOptions.enable_mem_pattern=True (a block pre-planned per input
-# shape: most of ORT's extra peak memory, so load_exported turns it off), timed and measured alike
-WITH_PATTERN = "ort_mem_pattern"
+# not a target: ORT with its default SessionOptions (memory pattern and buffer reuse on: most of its
+# peak memory on inputs of new lengths, so load_exported turns them off), timed and measured alike
+ORT_DEFAULTS = "ort_defaults"
 PARITY_TOL = 1e-4  # what tests/test_export_bigbird.py asserts (tiny models)
 TOP_OPS = 10
 
@@ -219,24 +221,30 @@ def load_eager(args):
     return forward, load_s
 
 
-def ort_options(args, profile_prefix: str | None = None, mem_pattern: bool = False):
+def ort_options(args, profile_prefix: str | None = None, ort_defaults: bool = False):
+    """load_exported's SessionOptions (or ORT's own defaults), --threads intra-op threads. The options
+    come from longbird/export/ort_session.py loaded as a file: this worker never imports torch."""
+    import importlib.util
+
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
+    spec = importlib.util.spec_from_file_location("ort_session", ROOT / "longbird" / "export" / "ort_session.py")
+    ort_session = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ort_session)
+    options = onnxruntime.SessionOptions() if ort_defaults else ort_session.session_options()
     options.intra_op_num_threads = args.threads
-    options.enable_mem_pattern = mem_pattern  # off: as longbird.export.load_exported
     if profile_prefix:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
     return options
 
 
-def load_ort(args, profile_prefix: str | None = None, mem_pattern: bool = False):
+def load_ort(args, profile_prefix: str | None = None, ort_defaults: bool = False):
     """(forward(inputs) -> last_hidden_state, load seconds, session)."""
     import onnxruntime
 
     t0 = time.perf_counter()
-    options = ort_options(args, profile_prefix, mem_pattern)
+    options = ort_options(args, profile_prefix, ort_defaults)
     session = onnxruntime.InferenceSession(
         str(onnx_path(Path(args.work_dir))), options, providers=["CPUExecutionProvider"]
     )
@@ -265,7 +273,7 @@ def time_one(args, kind: str, deadline: float) -> dict:
         import onnxruntime
 
         record["rss_after_imports_mib"] = rss_now_mib()
-        forward, load_s, _ = load_ort(args, mem_pattern=kind == WITH_PATTERN)
+        forward, load_s, _ = load_ort(args, ort_defaults=kind == ORT_DEFAULTS)
         record["onnxruntime"] = onnxruntime.__version__
     inputs = make_inputs(args.length, args.quick)
     record.update(load_s=load_s, rss_after_load_mib=rss_now_mib(), peak_rss_after_load_mib=process_peak_mib())
@@ -350,7 +358,7 @@ def worker(args) -> None:
         if args.worker == "prepare":
             record = dict(base, **prepare(args))
             record.update(median_s=record.get("export_s") or 0.0, repeats=1)
-        elif args.worker in (*RUNTIMES, WITH_PATTERN):
+        elif args.worker in (*RUNTIMES, ORT_DEFAULTS):
             record = dict(base, **time_one(args, args.worker, deadline), repeats_requested=args.repeats)
         elif args.worker == "interleaved":
             record = dict(base, **interleaved(args, deadline))
@@ -424,7 +432,7 @@ def environment(args) -> list[str]:
     return [
         *environment_lines(args.threads),
         f"- onnxruntime {onnxruntime.__version__} (CPUExecutionProvider; SessionOptions as load_exported: "
-        f"ORT's defaults, enable_mem_pattern=False, "
+        f"ORT's defaults, enable_mem_pattern=False, enable_mem_reuse=False, "
         f"intra_op_num_threads={args.threads})",
         f"- model: longbird.BigBirdModel{' (--quick: tiny)' if args.quick else ''}, "
         f"{sizes['num_hidden_layers']} layers, "
@@ -522,13 +530,14 @@ def report(args, results: dict, env_lines: list[str]) -> str:
 
 
 def variant_table(args, results: dict) -> list[str]:
-    """ORT with enable_mem_pattern=True (ORT's default) next to load_exported's session and eager (no target)."""
-    rows = [(n, results.get((WITH_PATTERN, n))) for n in args.lengths]
+    """ORT with its default SessionOptions next to load_exported's session and eager (no target)."""
+    rows = [(n, results.get((ORT_DEFAULTS, n))) for n in args.lengths]
     if all(r is None for _, r in rows):
         return []
     lines = [
         "",
-        "## Not a target: ORT with SessionOptions.enable_mem_pattern=True, ORT's default (own process, else as above)",
+        "## Not a target: ORT with its default SessionOptions (memory pattern and buffer reuse on; own process, "
+        "else as above)",
         "",
     ]
     header = ["length", "s", "eager / this (separate)", "peak MiB", "this / eager peak",
@@ -548,8 +557,10 @@ def variant_table(args, results: dict) -> list[str]:
     lines.append("")
     lines.append(
         "By default ORT plans the memory of a run from the previous run of the same shapes (memory pattern) and "
-        "allocates it as one block; turning it off allocates each tensor when it is made. Separate-process times "
-        "carry the host's drift: compare them with the separate-process columns above."
+        "allocates it as one block, and gives a tensor the buffer of a dead one of the same size (buffer reuse), "
+        "which keeps that buffer for its size class until the end of the run; load_exported turns both off, so "
+        "each tensor is taken from the arena when made and given back after its last reader. Separate-process "
+        "times carry the host's drift: compare them with the separate-process columns above."
     )
     return lines
 
@@ -638,8 +649,8 @@ def parse_args():
     p.add_argument("--out", "--output", dest="out", type=Path, default=ROOT / "bench" / "results" / "export.md")
     # worker-only
     p.add_argument("--no-variant", dest="variant", action="store_false",
-                   help="skip the extra ORT worker with enable_mem_pattern=True (not a target)")  # fmt: skip
-    p.add_argument("--worker", choices=("prepare", *RUNTIMES, WITH_PATTERN, "interleaved", "profile"),
+                   help="skip the extra ORT worker with ORT's default SessionOptions (not a target)")  # fmt: skip
+    p.add_argument("--worker", choices=("prepare", *RUNTIMES, ORT_DEFAULTS, "interleaved", "profile"),
                    help=argparse.SUPPRESS)  # fmt: skip
     p.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -665,7 +676,7 @@ def main() -> None:
     label = lambda kind, n: f"{kind:<18} {'' if n is None else n:>6}"  # noqa: E731
     plan = [(("prepare", None), dict(kind="prepare", length=None), label("prepare", None))]
     for n in args.lengths:
-        kinds = (*RUNTIMES, "interleaved") + ((WITH_PATTERN,) if args.variant else ())
+        kinds = (*RUNTIMES, "interleaved") + ((ORT_DEFAULTS,) if args.variant else ())
         plan += [((kind, n), dict(kind=kind, length=n), label(kind, n)) for kind in kinds]
     if args.profile:
         n = max(args.lengths)

@@ -20,7 +20,7 @@ def test_bench_export_quick_smoke(tmp_path):
         ("eager", 256),
         ("onnxruntime", 256),
         ("interleaved", 256),
-        ("ort_mem_pattern", 256),
+        ("ort_defaults", 256),
         ("profile", 256),
     ]
     assert all(r["status"] == "ok" for r in records), [r["status"] for r in records]
@@ -29,7 +29,7 @@ def test_bench_export_quick_smoke(tmp_path):
     assert records[3]["max_abs_diff"] <= 1e-4
     # the ORT process imports no torch: its peak is its own, far below the eager process's
     assert records[2]["peak_rss_mib"] < records[1]["peak_rss_mib"]
-    assert "enable_mem_pattern=True" in table
+    assert "ORT with its default SessionOptions" in table and "enable_mem_reuse=False" in table
     assert "| 256 |" in table and "## ONNX Runtime profile at 256 tokens" in table and "| MatMul |" in table
     assert "ORT at least as fast as eager at every length (min of eager / ORT)" in table
     assert "ORT peak memory no higher than eager's at every length (max of ORT / eager)" in table

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .graphs import FORMATS, ExportGraph, check_exportable, write_graph
+from .ort_session import SESSION_OPTIONS
 
 __all__ = ["FORMATS", "ExportGraph", "export_model", "exportable_graphs", "check_exportable", "load_exported"]
 
@@ -81,11 +82,11 @@ def export_model(model_dir: str | Path, output_dir: str | Path, format: str = "o
     return files
 
 
-def load_exported(path: str | Path, **session_options):
+def load_exported(path: str | Path, **options):
     """An exported ONNX folder as a model in ONNX Runtime (see `longbird.export.runtime`)."""
     from .runtime import load_exported as load
 
-    return load(path, **session_options)
+    return load(path, **options)
 
 
 def _copy_tokenizer(model_dir, output_dir) -> bool:
@@ -109,8 +110,9 @@ def _readme(model, graphs: list[ExportGraph], files: list[Path], has_tokenizer: 
         + ("; the tokenizer." if has_tokenizer else " (the checkpoint had no tokenizer: use the model's)."),
         "Every axis named below is dynamic: any batch size, any length up to `max_position_embeddings` "
         f"where the config has one ({getattr(model.config, 'max_position_embeddings', 'none')}). "
-        "A longer input makes ONNX Runtime fail the run (the position table cannot broadcast to it: no "
-        "output, never a wrong one); `longbird.export.load_exported` checks first and raises a ValueError.",
+        "A longer input makes ONNX Runtime fail the run (the position table cannot broadcast to it, or the "
+        "table of random plans has no row for its length: no output, never a wrong one); "
+        "`longbird.export.load_exported` checks first and raises a ValueError.",
         "",
     ]
     for graph in graphs:
@@ -163,7 +165,9 @@ def _run_code(model, graphs: list[ExportGraph], files: list[Path]) -> list[str]:
     return [
         "import onnxruntime",
         *head,
-        f'session = onnxruntime.InferenceSession("{files[0].name}", providers=["CPUExecutionProvider"])',
+        "options = onnxruntime.SessionOptions()  # as longbird.export.load_exported: lower peak memory",
+        *(f"options.{name} = {value!r}" for name, value in SESSION_OPTIONS.items()),
+        f'session = onnxruntime.InferenceSession("{files[0].name}", options, providers=["CPUExecutionProvider"])',
         "feeds = {name: x.numpy() for name, x in zip([i.name for i in session.get_inputs()], inputs)}",
         f"{outputs} = session.run(None, feeds)",
         f"print({graph.output_names[0]}.shape)",

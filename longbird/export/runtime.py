@@ -24,6 +24,8 @@ from torch import nn
 from transformers import AutoConfig, GenerationConfig
 from transformers.modeling_outputs import ModelOutput
 
+from .ort_session import session_options
+
 
 @dataclass
 class ExportedModelOutput(ModelOutput):
@@ -172,24 +174,20 @@ _HEADS = {
 }
 
 
-def load_exported(path: str | Path, providers: list[str] | None = None, **session_options) -> ORTModel:
+def load_exported(path: str | Path, providers: list[str] | None = None, **options) -> ORTModel:
     """The exported folder `path` (from `longbird export --format onnx`) in ONNX Runtime.
 
-    `session_options`: `onnxruntime.SessionOptions` attributes (e.g. `intra_op_num_threads=4`). ONNX
-    Runtime's defaults, except `enable_mem_pattern=False`: with a new shape per input, the block it
-    pre-plans per shape is most of its peak memory, at no speed gain (bench/bench_export.py)."""
+    `options`: `onnxruntime.SessionOptions` attributes (e.g. `intra_op_num_threads=4`), over
+    `ort_session.SESSION_OPTIONS`: ONNX Runtime's defaults with its memory pattern and buffer reuse
+    off, which lowers the peak memory of long inputs (bench/bench_export.py)."""
     import onnxruntime
-
-    session_options = {"enable_mem_pattern": False, **session_options}
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise ValueError(f"{path} holds no config.json; pass the folder `longbird export` wrote.")
     config = AutoConfig.from_pretrained(path)
     architecture = (json.loads((path / "config.json").read_text()).get("architectures") or [""])[0]
-    options = onnxruntime.SessionOptions()
-    for name, value in session_options.items():
-        setattr(options, name, value)
+    options = session_options(**options)
     providers = providers or ["CPUExecutionProvider"]
     if (path / "encoder_model.onnx").is_file():
         encoder, decoder = (

@@ -150,7 +150,7 @@ def tensor_block_attention(
     bs = graph.block_size
     nb = n // bs
     device, dtype = query.device, query.dtype
-    low = torch.finfo(dtype).min
+    low = torch.finfo(dtype).min / 2  # half: a score plus `low` cannot overflow to -inf, even in fp16
     blocks = torch.arange(nb, device=device)
     prefix, last = graph.prefix_blocks, graph.last_block
     is_global = blocks[None, :] < prefix[:, None]  # [B, nb]
@@ -160,21 +160,25 @@ def tensor_block_attention(
     key_ok = graph.key_valid  # [B, n]
     key_ok_blocks = key_ok.view(b, nb, bs)
 
-    # --- sparse rows: [prefix | last block | window | random blocks], one softmax computed online
+    # --- sparse rows: [prefix and last block | window | random blocks], one softmax computed online
     # part by part (flash-style), so only one part's scores `[B, H, n, c]` live at a time (c: the
-    # prefix, or a few blocks): ONNX Runtime's memory stays a few hidden states. No concatenation
-    # and no broadcast batched matmul either (both make torch.export guard on a one-block input).
+    # prefix and last block, or a few blocks): ONNX Runtime's memory stays a few hidden states. No
+    # concatenation along the blocks and no broadcast batched matmul (both make torch.export guard
+    # on a one-block input).
     q = (query * scale).contiguous()
     qb = q.view(b, h, nb, bs, d)
     kb, vb = key.reshape(b, h, nb, bs, d), value.reshape(b, h, nb, bs, d)
     softmax = _OnlineSoftmax((b, h, nb, bs, d))
     token_block = torch.arange(width, device=device) // bs
-    prefix_ok = (token_block[None, :] < prefix[:, None]) & key_ok[:, :width]  # [B, width]
-    softmax.add(_masked(q @ key[:, :, :width].transpose(-1, -2), prefix_ok[:, None, None, :], low), value[:, :, :width])
-    if last is not None:
-        k_last, v_last = _block_of(kb, last), _block_of(vb, last)  # [B, H, bs, d]
+    in_prefix = token_block[None, :] < prefix[:, None]  # [B, width]
+    prefix_ok = in_prefix & key_ok[:, :width]
+    k_global, v_global, global_ok = key[:, :, :width], value[:, :, :width], prefix_ok
+    if last is not None:  # the last block joins the prefix: one part, one softmax pass fewer
+        k_global = torch.cat([k_global, _block_of(kb, last)], 2)  # [B, H, width + bs, d]
+        v_global = torch.cat([v_global, _block_of(vb, last)], 2)
         last_ok = _block_of(key_ok_blocks[:, None], last)[:, 0] & (last >= prefix)[:, None]  # [B, bs]
-        softmax.add(_masked(q @ k_last.transpose(-1, -2), last_ok[:, None, None, :], low), v_last)
+        global_ok = torch.cat([prefix_ok, last_ok], 1)
+    softmax.add(_masked(q @ k_global.transpose(-1, -2), global_ok[:, None, None, :], low), v_global)
     # the window's blocks, then the random blocks, each one part: `[bs, w * bs]` score blocks keep the
     # matrix products large enough to run at full speed
     half = graph.window_blocks // 2
@@ -194,21 +198,23 @@ def tensor_block_attention(
         softmax.add(_masked(scores, ok.view(b, h, nb, 1, -1), low), _gather_blocks(vb, rand))
     out = softmax.result()
 
-    # --- global rows: the prefix rows, then (ITC) the last block's rows, attend every valid key
+    # --- global rows: the prefix rows, then (ITC) the last block's rows, attend every valid key;
+    # written over those rows only (a select over all n rows is two more passes a layer)
     key_bias = torch.where(key_ok, 0.0, low).to(dtype)[:, None, None, :]
-    prefix_out = F.pad(_full_rows(query[:, :, :width], key, value, key_bias, scale), (0, 0, 0, n - width))
-    in_prefix = (torch.arange(n, device=device)[None, :] // bs) < prefix[:, None]  # [B, n]
-    out = torch.where(in_prefix[:, None, :, None], prefix_out, out)
+    prefix_rows = _full_rows(query[:, :, :width], key, value, key_bias, scale)  # [B, H, width, d]
+    head = torch.where(in_prefix[:, None, :, None], prefix_rows, out[:, :, :width])
+    out = torch.cat([head, out[:, :, width:]], 2)
     if last is not None:
-        last_out = _full_rows(_block_of(query.reshape(b, h, nb, bs, d), last), key, value, key_bias, scale)
-        in_last = (torch.arange(n, device=device)[None, :] // bs) == last[:, None]
-        spread = last_out.repeat(1, 1, nb, 1)  # [B, H, n, d]: the block at every position, picked below
-        out = torch.where(in_last[:, None, :, None], spread, out)
+        last_rows = _full_rows(_block_of(query.reshape(b, h, nb, bs, d), last), key, value, key_bias, scale)
+        flat = out.reshape(b * h * nb, bs, d).index_copy(0, _block_rows(b, h, nb, last), last_rows.reshape(-1, bs, d))
+        out = flat.view(b, h, n, d)
     return out
 
 
 def _masked(scores: torch.Tensor, ok: torch.Tensor, low: float) -> torch.Tensor:
-    return torch.where(ok, scores, low)
+    # an additive bias built at the mask's small broadcast shape: ONNX Runtime's Where would make
+    # a second score-sized buffer
+    return scores + torch.where(ok, 0.0, low).to(scores.dtype)
 
 
 def _full_rows(q, key, value, key_bias, scale) -> torch.Tensor:
@@ -220,8 +226,13 @@ def _block_of(blocks: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """`blocks` `[B, H, nb, ...]` -> `[B, H, ...]`: the block `index[b]` of each example."""
     b, h, nb = blocks.shape[:3]
     flat = blocks.reshape(b * h * nb, *blocks.shape[3:])
+    return flat.index_select(0, _block_rows(b, h, nb, index)).view(b, h, *blocks.shape[3:])
+
+
+def _block_rows(b: int, h: int, nb: int, index: torch.Tensor) -> torch.Tensor:
+    """Rows of `[B * H * nb, ...]` that hold the block `index[b]` of each example and head: `[B * H]`."""
     rows = (torch.arange(b, device=index.device)[:, None] * h + torch.arange(h, device=index.device)) * nb
-    return flat.index_select(0, (rows + index[:, None]).reshape(-1)).view(b, h, *blocks.shape[3:])
+    return (rows + index[:, None]).reshape(-1)
 
 
 def _gather_blocks(blocks: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
