@@ -39,6 +39,8 @@ EXECUTORS = ("gather", "dense", "flex")
 # is a fresh mmap of zeroed pages on every call (page faults: 73 vs 9 ms per layer in
 # ../shared/specs/cpu-profile.md), and the backward's gradient buffers shrink alike.
 CHUNK_BYTES = 8 << 20
+# float32 elements merged at a time (`_merge`): 256 KiB, cache-sized
+MERGE_ELEMENTS = 1 << 16
 
 
 def run_attention(
@@ -240,7 +242,9 @@ def gather_attention(
     )
     if plan.global_source is not None:
         out_global = out_global.index_select(0, plan.global_source)
-    return out.index_copy(0, plan.global_target, out_global).view(b, h, n, d)
+    if torch.is_grad_enabled():  # autograd may have saved `out` (the CPU rows keep it for backward)
+        return out.index_copy(0, plan.global_target, out_global).view(b, h, n, d)
+    return out.index_copy_(0, plan.global_target, out_global).view(b, h, n, d)  # ours: no full copy
 
 
 @dataclass
@@ -508,13 +512,21 @@ def _gathered(k_pad, v_pad, chunk: RowChunk):
 
 
 def _merge(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out, lse) of attention over all the parts' keys from each part's (out, lse), in place in the
-    outputs' dtype: bf16 stays bf16 (each step computes in float32, rounds once), no big float32."""
+    """(out, lse) of attention over all the parts' keys from each part's (out, lse), written over the
+    first part's output (a fresh kernel output: ours to overwrite). Sums a few rows at a time in the
+    lse's dtype (float32, or float64), rounding once: bf16 stays bf16 with no big float32 (a mixed-dtype
+    in-place op took 8x as long), and each chunk stays in cache."""
     lse = functools.reduce(torch.logaddexp, [part_lse for _, part_lse in parts])
-    out = None
-    for part_out, part_lse in parts:  # fresh kernel outputs (or our buffer): ours to overwrite
-        weight = (part_lse - lse).exp_().unsqueeze(-1)
-        out = part_out.mul_(weight) if out is None else out.addcmul_(part_out, weight)
+    out = parts[0][0]
+    rows, row_size = out.shape[0], out[0].numel()
+    step = max(1, min(MERGE_ELEMENTS, out.numel() // 8) // row_size)
+    for start in range(0, rows, step):
+        here = slice(start, start + step)
+        total = None
+        for part_out, part_lse in parts:
+            term = part_out[here].to(lse.dtype) * (part_lse[here] - lse[here]).exp().unsqueeze(-1)
+            total = term if total is None else total.add_(term)
+        out[here] = total
     return out, lse
 
 
