@@ -39,6 +39,9 @@ median of the rounds' ratios), by extra workers:
   longbird/floor   per length, mode and dtype (when both are in --models): one longbird model,
                    its steps with and without the attention (the floor's patch, switched per step)
   <model>:growth   etc and longbird at 4096 and 16384 (when both lengths are in --lengths)
+  longbird/fp32    at 4096 (else the longest length) per mode and low-precision dtype (when fp32 is in
+                   --dtype too): one longbird model in fp32 and a copy in that dtype (the bf16 speedup
+                   targets)
 
     python bench/bench_encoders.py                                    # full run
     python bench/bench_encoders.py --lengths 512 --repeats 1          # smoke run
@@ -53,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import statistics
 import sys
@@ -101,6 +105,8 @@ PREDICT_SKIP = {("hf_bigbird", "train"), ("sdpa_full", "train"), ("modernbert", 
 RIVALS = ("hf_bigbird", "longformer", "modernbert")
 # Round-by-round workers (module docstring): the pair with the floor, and length growth.
 FLOOR_PAIR = "longbird/floor"
+DTYPE_PAIR = "longbird/fp32"  # longbird in fp32 and in the worker's dtype: the speedup of that dtype
+DTYPE_PAIR_LENGTH = 4096  # the speedup targets' length (else the longest of --lengths)
 GROWTH_LENGTHS = (4096, 16384)
 GROWN = ("longbird", "etc")
 
@@ -209,6 +215,7 @@ def worker(args) -> None:
     dtype = args.dtype[0]
     name = args.model.split(":")[0].split("/")[0]  # the model an interleaved worker builds
     model = build_model(name, args.longbird_backend)
+    fp32_model = copy.deepcopy(model).train(args.mode == "train") if args.model == DTYPE_PAIR else None
     if dtype == "bf16":
         model = model.to(torch.bfloat16)
     n_params = sum(p.numel() for p in model.parameters())
@@ -222,6 +229,13 @@ def worker(args) -> None:
                 step()
 
         timed = interleaved({"longbird": step, "floor": floor_step}, args.repeats, deadline)
+    elif args.model == DTYPE_PAIR:  # fp32 first: the ratio is the speedup of `dtype`
+        inputs = model_inputs(name, args.length, args.etc_globals)
+        steps = {
+            "fp32": make_step(fp32_model, inputs, args.mode, "fp32"),
+            dtype: make_step(model, inputs, args.mode, dtype),
+        }
+        timed = interleaved(steps, args.repeats, deadline)
     elif args.model.endswith(":growth"):
         lengths = reversed(GROWTH_LENGTHS)  # the longer first: the ratio is the growth
         steps = {str(n): make_step(model, model_inputs(name, n, args.etc_globals), args.mode, dtype) for n in lengths}
@@ -351,14 +365,14 @@ def report(args, results: dict, env_lines: list[str]) -> str:
 
 def interleaved_table(args, results: dict) -> list[str]:
     """The round-by-round workers: the ratios the targets use."""
-    rows = [(key, r) for key, r in results.items() if key[0] == FLOOR_PAIR or key[0].endswith(":growth")]
+    rows = [(key, r) for key, r in results.items() if key[0] in (FLOOR_PAIR, DTYPE_PAIR) or key[0].endswith(":growth")]
     if not rows:
         return []
     header = ["compared in one process", "length", "mode", "dtype", "rounds", "first s", "second s", "first / second"]
     lines = ["", "## Timed round by round in one process", "", *table_head(header)]
     for (m, length, mode, dtype), r in rows:
         grown = f"{m.split(':')[0]} {GROWTH_LENGTHS[-1]} / {GROWTH_LENGTHS[0]}"
-        what = "longbird / floor" if m == FLOOR_PAIR else grown
+        what = {FLOOR_PAIR: "longbird / floor", DTYPE_PAIR: f"longbird fp32 / {dtype}"}.get(m, grown)
         cells = [what, str(length), mode, dtype, str(r.get("repeats", "—"))]
         if ok(r):
             first, second = (k for k in r if k.endswith("_median_s"))
@@ -481,13 +495,21 @@ def summary(args, results: dict) -> list[str]:
                ratio(lb_t, g("hf_bigbird", length, "train"), "peak_rss_mib"), "<=", 0.6)  # fmt: skip
     # bf16 (weights and activations): worth it only if clearly faster than fp32
     for mode, bound in (("fwd", 2.0), ("train", 1.5)):
-        target(f"bf16 4096: longbird {mode} speedup vs fp32 longbird", speedup(results, "longbird", 4096, mode, "bf16"),
-               ">=", bound)  # fmt: skip
+        value, where = interleaved_or(
+            results, (DTYPE_PAIR, 4096, mode, "bf16"), speedup(results, "longbird", 4096, mode, "bf16")
+        )
+        target(f"bf16 4096: longbird {mode} speedup vs fp32 longbird ({where})", value, ">=", bound)
     if "bf16-autocast" in args.dtype:
         for mode in MODES:
-            x = speedup(results, "longbird", 4096, mode, "bf16-autocast")
+            x, where = interleaved_or(
+                results,
+                (DTYPE_PAIR, 4096, mode, "bf16-autocast"),
+                speedup(results, "longbird", 4096, mode, "bf16-autocast"),
+            )
             value = "n/a (not measured)" if x is None else f"{x:.2f}"
-            out.append(f"- bf16-autocast 4096: longbird {mode} speedup vs fp32 longbird: {value}  [no target]")
+            out.append(
+                f"- bf16-autocast 4096: longbird {mode} speedup vs fp32 longbird ({where}): {value}  [no target]"
+            )
     for dtype in args.dtype:
         for length in (4096, 8192):
             for mode in MODES:
@@ -559,6 +581,8 @@ def interleaved_runs(args) -> list[tuple[str, int]]:
         runs += [(FLOOR_PAIR, n) for n in args.lengths]
     if set(GROWTH_LENGTHS) <= set(args.lengths):
         runs += [(f"{m}:growth", GROWTH_LENGTHS[-1]) for m in GROWN if m in args.models]
+    if "longbird" in args.models and "fp32" in args.dtype:
+        runs.append((DTYPE_PAIR, DTYPE_PAIR_LENGTH if DTYPE_PAIR_LENGTH in args.lengths else max(args.lengths)))
     return runs
 
 
@@ -576,7 +600,13 @@ def main() -> None:
     # interleaved: for each length, for each mode, for each dtype, every model in turn; then the
     # round-by-round workers
     plan = [entry(m, n, mode, dt) for n in args.lengths for mode in modes for dt in args.dtype for m in args.models]
-    plan += [entry(m, n, mode, dt) for m, n in interleaved_runs(args) for mode in modes for dt in args.dtype]
+    plan += [
+        entry(m, n, mode, dt)
+        for m, n in interleaved_runs(args)
+        for mode in modes
+        for dt in args.dtype
+        if not (m == DTYPE_PAIR and dt == "fp32")  # that pair compares fp32 with the other dtypes
+    ]
     run_all(args, plan, environment, predicted_skip, run_one, report)
 
 

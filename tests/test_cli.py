@@ -61,6 +61,17 @@ def test_benchmark_smoke_prints_targets(tmp_path):
     assert "fp32 1024: longbird fwd / floor fwd (interleaved)" in table
 
 
+@pytest.mark.slow
+def test_benchmark_times_the_bf16_speedup_round_by_round(tmp_path):
+    """The bf16 speedup is also timed in one process (fp32 model and its bf16 copy, round by round)."""
+    out = tmp_path / "encoders.md"
+    run_bench("bench_encoders.py", "--models", "longbird", "--lengths", "256", "--repeats", "1", "--skip-train",
+              "--dtype", "fp32,bf16", "--out", str(out))  # fmt: skip
+    table = out.read_text()
+    assert "| longbird fp32 / bf16 | 256 | fwd | bf16 |" in table
+    assert "bf16 4096: longbird fwd speedup vs fp32 longbird (separate processes): n/a" in table
+
+
 def test_help_lists_convert(capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(["--help"])
