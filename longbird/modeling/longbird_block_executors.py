@@ -39,7 +39,7 @@ EXECUTORS = ("gather", "dense", "flex")
 # is a fresh mmap of zeroed pages on every call (page faults: 73 vs 9 ms per layer in
 # ../shared/specs/cpu-profile.md), and the backward's gradient buffers shrink alike.
 CHUNK_BYTES = 8 << 20
-# float32 elements merged at a time (`_merge`): 256 KiB, cache-sized
+# float32 elements a low-precision merge sums at a time (`_merge`): 256 KiB, cache-sized
 MERGE_ELEMENTS = 1 << 16
 
 
@@ -513,18 +513,23 @@ def _gathered(k_pad, v_pad, chunk: RowChunk):
 
 def _merge(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """(out, lse) of attention over all the parts' keys from each part's (out, lse), written over the
-    first part's output (a fresh kernel output: ours to overwrite). Sums a few rows at a time in the
-    lse's dtype (float32, or float64), rounding once: bf16 stays bf16 with no big float32 (a mixed-dtype
-    in-place op took 8x as long), and each chunk stays in cache."""
+    first part's output (a fresh kernel output: ours to overwrite)."""
     lse = functools.reduce(torch.logaddexp, [part_lse for _, part_lse in parts])
     out = parts[0][0]
+    if out.dtype == lse.dtype:  # float32 (or 64): in place, every row at once
+        for index, (part_out, part_lse) in enumerate(parts):
+            weight = (part_lse - lse).exp_().unsqueeze(-1)
+            out = part_out.mul_(weight) if index == 0 else out.addcmul_(part_out, weight)
+        return out, lse
+    # bf16/fp16 outputs, float32 lse: a mixed-dtype in-place op takes 5-8x as long as this, which sums in
+    # float32 a few rows at a time and rounds once (no big float32 tensor; each chunk stays in cache)
     rows, row_size = out.shape[0], out[0].numel()
     step = max(1, min(MERGE_ELEMENTS, out.numel() // 8) // row_size)
     for start in range(0, rows, step):
         here = slice(start, start + step)
         total = None
         for part_out, part_lse in parts:
-            term = part_out[here].to(lse.dtype) * (part_lse[here] - lse[here]).exp().unsqueeze(-1)
+            term = part_out[here].float() * (part_lse[here] - lse[here]).exp().unsqueeze(-1)
             total = term if total is None else total.add_(term)
         out[here] = total
     return out, lse
