@@ -20,7 +20,9 @@ max_position_embeddings max(4096, longest length)):
 Modes: `fwd` (torch.no_grad, eval), `train` (forward + backward of the sum of last_hidden_state
 over the real tokens, bench_encoders' loss with padding masked out; no optimizer) and, for longbird,
 `train_ckpt` (the same step after model.gradient_checkpointing_enable(): activations of one layer at
-a time, what a user turns on when memory is the limit). The parent runs
+a time, what a user turns on when memory is the limit) and `train_micro` (padded batch only: the same
+step in token-budget micro-batches of at most the longest example's length, gradients accumulated,
+as `longbird train --micro_batch_tokens` runs it; longbird.tasks.micro_batches.split_by_tokens). The parent runs
 one fresh subprocess (this script with --worker) per (model, input, mode); the worker builds the
 model, does one warm-up, times `--repeats` runs and prints one JSON line with the median and
 resource.getrusage(RUSAGE_SELF).ru_maxrss (peak RSS of the whole process). The `alone` worker runs
@@ -80,9 +82,11 @@ LAYOUTS = {"longbird": ("padded", "alone", "flattened"), "hf_bigbird": ("padded"
 INTERLEAVED = "interleaved"
 LENGTHS = (4096, 2600, 1700, 1100, 800, 600, 450, 350)
 QUICK_LENGTHS = (512, 300, 200, 100)
-MODES = ("fwd", "train", "train_ckpt")
+MODES = ("fwd", "train", "train_ckpt", "train_micro")
 # Training with model.gradient_checkpointing_enable(): longbird only (its memory target, both sides checkpointed).
 CKPT_MODELS = ("longbird",)
+# Training in token-budget micro-batches: longbird's padded batch only (an example alone is one micro-batch).
+MICRO = ("longbird", "padded")
 PAD_ID = 0
 CHECK_TOL = 1e-4  # max |difference| of an example's output batched vs alone, fp32
 # A reference's training step is predicted as this many forward passes (skip if it cannot fit).
@@ -155,12 +159,18 @@ def make_step(model, inputs: dict, mode: str):
                 model(**inputs)
 
         return step
-    mask = inputs.get("attention_mask")
+    pieces = [inputs]
+    if mode == "train_micro":  # budget: the longest example (the loss is a sum: no piece weights)
+        from longbird.tasks.micro_batches import real_lengths, split_by_tokens
+
+        pieces = [p.inputs for p in split_by_tokens(inputs, int(real_lengths(inputs).max()))]
 
     def step():
-        hidden = model(**inputs).last_hidden_state
-        loss = hidden.sum() if mask is None else (hidden * mask.unsqueeze(-1).to(hidden.dtype)).sum()
-        loss.backward()
+        for piece in pieces:
+            hidden = model(**piece).last_hidden_state
+            mask = piece.get("attention_mask")
+            loss = hidden.sum() if mask is None else (hidden * mask.unsqueeze(-1).to(hidden.dtype)).sum()
+            loss.backward()
         model.zero_grad(set_to_none=True)
 
     return step
@@ -238,19 +248,17 @@ def time_interleaved(model, examples, mode: str, rounds: int, deadline: float) -
     """padded, flattened and every example alone, round by round in one process (`time_rounds`)."""
     import statistics
 
-    alone = [make_step(model, alone_inputs(e), mode) for e in examples]
+    alone = [make_step(model, alone_inputs(e), "train" if mode == "train_micro" else mode) for e in examples]
 
     def all_alone():
         for step in alone:
             step()
 
-    steps = {
-        "padded": make_step(model, padded_inputs(examples), mode),
-        "flattened": make_step(model, flattened_inputs(examples), mode),
-        "alone": all_alone,
-    }
+    steps = {"padded": make_step(model, padded_inputs(examples), mode), "alone": all_alone}
+    if mode != "train_micro":  # a flattened row is one example to the splitter: nothing to micro-batch
+        steps["flattened"] = make_step(model, flattened_inputs(examples), mode)
     times = time_rounds(steps, rounds, deadline)
-    ratios = {f"{name}_over_alone": median_ratio(times[name], times["alone"]) for name in ("padded", "flattened")}
+    ratios = {f"{name}_over_alone": median_ratio(times[name], times["alone"]) for name in steps if name != "alone"}
     medians = {f"{name}_median_s": statistics.median(v) for name, v in times.items()}
     return dict(ratios, **medians, times_s=times, repeats=len(times["alone"]), median_s=medians["padded_median_s"])
 
@@ -387,6 +395,7 @@ def report(args, results: dict, env_lines: list[str]) -> str:
                     ]
                     lines.append(table_row(cells + [""] * (len(header) - len(cells))))
     lines += checkpointing_table(args, results)
+    lines += micro_batch_table(args, results)
     lines += interleaved_table(args, results)
     notes = [
         "",
@@ -432,6 +441,25 @@ def checkpointing_table(args, results: dict) -> list[str]:
     return lines
 
 
+def micro_batch_table(args, results: dict) -> list[str]:
+    """longbird's padded batch trained in token-budget micro-batches, when it was run (`train_micro`)."""
+    r = results.get(("longbird", "padded", "train_micro"))
+    if r is None:
+        return []
+    alone, plain = results.get(("longbird", "alone", "train")), results.get(("longbird", "padded", "train"))
+    header = ["longbird, micro-batches of ≤ the longest example", "train s", "train peak MiB", "train / Σalone",
+              "train peak / longest alone", "train peak without micro-batches"]  # fmt: skip
+    row = [
+        describe(args, "padded"),
+        fmt_time(r, args.repeats),
+        fmt_mem(r, "peak_rss_mib"),
+        fmt_ratio(ratio(r, alone, "median_s")),
+        fmt_ratio(ratio(r, alone, "peak_rss_mib", "longest_peak_rss_mib")),
+        fmt_mem(plain, "peak_rss_mib"),
+    ]
+    return ["", *table_head(header), table_row(row)]
+
+
 def interleaved_table(args, results: dict) -> list[str]:
     """longbird's inputs timed round by round in one process: the ratios the targets use."""
     rows = [(mode, results.get(("longbird", INTERLEAVED, mode))) for mode in MODES]
@@ -444,15 +472,18 @@ def interleaved_table(args, results: dict) -> list[str]:
     for mode, r in rows:
         cells = [mode, str(r.get("repeats", "—"))]
         if ok(r):
-            cells += [f"{r[k + '_median_s']:.3f}" for k in ("padded", "flattened", "alone")]
-            cells += [f"{r[k + '_over_alone']:.2f}" for k in ("padded", "flattened")]
+            cells += [
+                f"{r[k + '_median_s']:.3f}" if k + "_median_s" in r else "—" for k in ("padded", "flattened", "alone")
+            ]
+            cells += [f"{r[k + '_over_alone']:.2f}" if k + "_over_alone" in r else "—" for k in ("padded", "flattened")]
         else:
             cells += [fmt_time(r, 0)] + ["—"] * 4
         lines.append(table_row(cells))
     lines.append(
         "Each round runs the padded batch, the flattened batch and every example alone back to back (the order "
-        "rotating); times are medians over rounds, ratios the median of each round's ratio. The targets use these "
-        "ratios; the table above times each input in its own process (needed for its peak memory)."
+        "rotating; `train_micro`: the padded batch in micro-batches against every example alone); times are medians "
+        "over rounds, ratios the median of each round's ratio. The targets use these ratios; the table above times "
+        "each input in its own process (needed for its peak memory)."
     )
     return lines
 
@@ -501,6 +532,19 @@ def summary(args, results: dict) -> list[str]:
         value = interleaved_ratio(results, "train_ckpt", "padded")
         value = ratio(lb_c, al_c, "median_s") if value is None else value
         info("longbird with gradient checkpointing: padded train / Σ alone train", value)
+    lb_m = g("longbird", "padded", "train_micro")
+    if lb_m is not None:
+        target(
+            "longbird peak memory in micro-batches (--micro_batch_tokens = the longest): padded train / longest "
+            "alone train",
+            ratio(lb_m, al_t, "peak_rss_mib", "longest_peak_rss_mib"),
+            "<=",
+            1.3,
+        )
+        value = interleaved_ratio(results, "train_micro", "padded")
+        where = "interleaved" if value is not None else "separate processes"
+        value = ratio(lb_m, al_t, "median_s") if value is None else value
+        target(f"longbird padded train in micro-batches / Σ alone train ({where})", value, "<=", 1.2)
     for mode, r, a in (("fwd", fl_f, al_f), ("train", fl_t, al_t)):
         if r is not None and r["status"] != "ok":
             out.append(f"- longbird flattened {mode} / Σ alone {mode}: {r['status']}  [no target]")
@@ -535,7 +579,7 @@ def parse_args():
                    "(unless --lengths/--repeats given)")  # fmt: skip
     p.add_argument("--skip-train", action="store_true", help="forward only")
     p.add_argument("--modes", type=csv, default=list(MODES),
-                   help=f"comma list from {','.join(MODES)} (train_ckpt: longbird only)")  # fmt: skip
+                   help=f"comma list from {','.join(MODES)} (train_ckpt, train_micro: longbird only)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per (model, input, mode) subprocess")
     p.add_argument("--no-skip", action="store_true",
                    help="run a reference's training even when predicted slower than --timeout")  # fmt: skip
@@ -585,7 +629,7 @@ def main() -> None:
         for mode in modes
         for m in args.models
         for layout in LAYOUTS[m]
-        if mode != "train_ckpt" or m in CKPT_MODELS
+        if (mode != "train_ckpt" or m in CKPT_MODELS) and (mode != "train_micro" or (m, layout) == MICRO)
     ]
     if "longbird" in args.models:  # the ratios' run: longbird's three inputs round by round, per mode
         plan += [

@@ -9,11 +9,15 @@ import inspect
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import Trainer, TrainingArguments
 
 from longbird import (
     BigBirdConfig,
     BigBirdForSequenceClassification,
     BigBirdForTokenClassification,
+    BigBirdPegasusConfig,
+    BigBirdPegasusForConditionalGeneration,
+    BigBirdPegasusForSequenceClassification,
     EtcConfig,
     EtcForMaskedLM,
     EtcForPreTraining,
@@ -76,6 +80,29 @@ def test_trainer_sees_loss_kwargs():
         params = inspect.signature(head.forward).parameters.values()
         assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params), head
     assert EtcForPreTraining.accepts_loss_kwargs is False
+    # transformers' BigBird-Pegasus heads take **kwargs but ignore num_items_in_batch (a plain mean)
+    for head in (BigBirdPegasusForConditionalGeneration, BigBirdPegasusForSequenceClassification):
+        assert head.accepts_loss_kwargs is False, head
+
+
+def test_pegasus_loss_is_divided_by_the_accumulation_steps(tmp_path):
+    """A seq2seq step under gradient accumulation: Trainer divides the mean loss by the steps."""
+    torch.manual_seed(0)
+    config = BigBirdPegasusConfig(
+        vocab_size=60, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, attention_type="original_full",
+        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+    )  # fmt: skip
+    model = BigBirdPegasusForConditionalGeneration(config)
+    args = TrainingArguments(tmp_path, use_cpu=True, report_to="none", gradient_accumulation_steps=2)
+    trainer = Trainer(model=model, args=args)
+    assert trainer.model_accepts_loss_kwargs is False
+    batch = {"input_ids": torch.randint(5, 60, (2, 12)), "labels": torch.randint(5, 60, (2, 4))}
+    trainer.current_gradient_accumulation_steps = 2
+    step_loss = trainer.training_step(model, batch, num_items_in_batch=torch.tensor(16))
+    with torch.no_grad():
+        mean = model(**batch).loss
+    torch.testing.assert_close(step_loss, mean / 2)
 
 
 def test_misspelt_keyword_still_fails(tiny_kwargs):

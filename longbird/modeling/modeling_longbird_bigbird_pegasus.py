@@ -36,6 +36,10 @@ from .remote_code import RemoteCodeMixin
 class BigBirdPegasusPreTrainedModel(RemoteCodeMixin, reference.BigBirdPegasusPreTrainedModel):
     config: BigBirdPegasusConfig
     config_class = BigBirdPegasusConfig
+    #: transformers' heads (whose forward we run) take `**kwargs` but compute a mean loss that ignores
+    #: `num_items_in_batch`: Trainer must divide by the accumulation steps itself, or
+    #: --gradient_accumulation_steps k would scale the loss k-fold
+    accepts_loss_kwargs = False
 
 
 # --------------------------------------------------------------------------------------------

@@ -350,6 +350,12 @@ def _check(data_args: PretrainingDataArguments) -> None:
         raise ValueError(f"--max_seq_length must be at least 8, got {data_args.max_seq_length}.")
     if data_args.max_global_length < 1:
         raise ValueError(f"--max_global_length must be at least 1, got {data_args.max_global_length}.")
+    if data_args.micro_batch_tokens is not None:
+        raise ValueError(
+            "--micro_batch_tokens is for the fine-tuning recipes: pretraining rows are packed full already, and "
+            "its losses (MLM + NSP, MLM + CPC with negatives from the whole batch) do not split into micro-batches "
+            "exactly. Lower --per_device_train_batch_size and raise --gradient_accumulation_steps instead."
+        )
 
 
 def _load_mlm_model(model_args, data_args, training_args, tokenizer):

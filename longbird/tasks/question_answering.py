@@ -50,6 +50,7 @@ from transformers.utils import logging
 
 from longbird.pipelines.pipeline_longbird_question_answering import select_answers
 from longbird.tasks import recipe
+from longbird.tasks.micro_batches import MicroBatchedTraining
 from longbird.tokenization import EtcDataCollator, EtcFeaturizer
 
 logger = logging.get_logger(__name__)
@@ -442,7 +443,7 @@ class AnswerScorer:
         return self.metric.compute(predictions=predictions, references=references)
 
 
-class QuestionAnsweringTrainer(recipe.InOrderEvaluation, Trainer):
+class QuestionAnsweringTrainer(recipe.InOrderEvaluation, MicroBatchedTraining, Trainer):
     """A Trainer whose `evaluate` predicts start/end logits over the evaluation features, picks the
     best answer of every example over all its windows and adds SQuAD exact match and F1 (as
     `<prefix>_exact_match`, `<prefix>_f1`) to the loss and speed metrics. The answers go to
@@ -561,6 +562,7 @@ def train(
         data_collator=collator,
         eval_examples=splits.get("validation"),
         answer_scorer=AnswerScorer(data_args),
+        micro_batch_tokens=data_args.micro_batch_tokens,
     )
     card = recipe.CardInfo(
         task_type="question-answering",

@@ -131,6 +131,15 @@ class DataArguments:
             "the padding, so this mostly evens out the tokens per step. Evaluation keeps the data's order."
         },
     )
+    micro_batch_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Run each training batch in micro-batches of at most this many real tokens (whole examples, "
+            "longest first), accumulating the gradients: the step's peak memory is that of one micro-batch, its "
+            "gradients and loss those of the whole batch (e.g. the longest example's length: about the memory of "
+            "that example alone). Off by default."
+        },
+    )
 
 
 def parse_args(
@@ -198,6 +207,9 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
             "--fp16 (float16 mixed precision) needs a GPU: on CPU accelerate would train in float32 without "
             "saying so. On CPU pass --bf16 (bfloat16 autocast); --fp16_full_eval evaluates in float16."
         )
+    tokens = getattr(data_args, "micro_batch_tokens", None)
+    if tokens is not None and tokens < 1:
+        raise ValueError(f"--micro_batch_tokens must be a positive number of tokens (e.g. 4096); got {tokens}.")
     if training_args.do_train and not data_args.train_file:
         raise ValueError("--do_train needs --train_file (a .json/.jsonl/.csv/.txt file).")
     if training_args.do_eval and not data_args.validation_file:

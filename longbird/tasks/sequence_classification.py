@@ -26,6 +26,7 @@ from transformers import (
 )
 
 from longbird.tasks import recipe
+from longbird.tasks.micro_batches import MicroBatchedTraining
 from longbird.tokenization import EtcDataCollator, EtcFeaturizer
 
 
@@ -174,6 +175,10 @@ def compute_metrics_for(scheme: LabelScheme):
     return compute_metrics
 
 
+class ClassificationTrainer(MicroBatchedTraining, Trainer):
+    """Trainer with --micro_batch_tokens (token-budget micro-batches of each training batch)."""
+
+
 def train(
     model_args: recipe.ModelArguments, data_args: ClassificationDataArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
@@ -207,7 +212,7 @@ def train(
         label2id={n: i for i, n in enumerate(scheme.names)},
     )
     features, collator = preprocess(splits, tokenizer, model, scheme, data_args, training_args)
-    trainer = Trainer(
+    trainer = ClassificationTrainer(
         model=model,
         args=training_args,
         train_dataset=features.get("train"),
@@ -215,6 +220,7 @@ def train(
         processing_class=tokenizer,
         data_collator=collator,
         compute_metrics=compute_metrics_for(scheme),
+        micro_batch_tokens=data_args.micro_batch_tokens,
     )
     card = recipe.CardInfo(
         task_type="text-classification",

@@ -67,6 +67,7 @@ from transformers import (
 )
 
 from longbird.tasks import recipe
+from longbird.tasks.micro_batches import MicroBatchedTraining
 from longbird.tasks.recipe import DataArguments, ModelArguments
 from longbird.tokenization import EtcDataCollator, EtcFeaturizer, split_sentences
 
@@ -214,7 +215,7 @@ class EtcSeq2SeqCollator:
         return batch
 
 
-class SummarizationTrainer(recipe.InOrderEvaluation, Seq2SeqTrainer):
+class SummarizationTrainer(recipe.InOrderEvaluation, MicroBatchedTraining, Seq2SeqTrainer):
     """`Seq2SeqTrainer` that evaluates in the data's order, also with --group_by_length:
     `compute_metrics` pairs the generated summaries with the references by position."""
 
@@ -438,6 +439,7 @@ def train(model_args: ModelArguments, data_args: SummarizationDataArguments, tra
         processing_class=tokenizer,
         data_collator=collator,
         compute_metrics=compute_metrics if training_args.predict_with_generate else None,
+        micro_batch_tokens=data_args.micro_batch_tokens,
     )
     card = recipe.CardInfo(
         task_type="summarization",
