@@ -22,7 +22,8 @@ over the real tokens, bench_encoders' loss with padding masked out; no optimizer
 `train_ckpt` (the same step after model.gradient_checkpointing_enable(): activations of one layer at
 a time, what a user turns on when memory is the limit) and `train_micro` (padded batch only: the same
 step in token-budget micro-batches of at most the longest example's length, gradients accumulated,
-as `longbird train --micro_batch_tokens` runs it; longbird.tasks.micro_batches.split_by_tokens). The parent runs
+as `longbird train --micro_batch_tokens` runs it: longbird.tasks.micro_batches' split_by_tokens
+and run_in_turn). The parent runs
 one fresh subprocess (this script with --worker) per (model, input, mode); the worker builds the
 model, does one warm-up, times `--repeats` runs and prints one JSON line with the median and
 resource.getrusage(RUSAGE_SELF).ru_maxrss (peak RSS of the whole process). The `alone` worker runs
@@ -159,18 +160,21 @@ def make_step(model, inputs: dict, mode: str):
                 model(**inputs)
 
         return step
-    pieces = [inputs]
-    if mode == "train_micro":  # budget: the longest example (the loss is a sum: no piece weights)
-        from longbird.tasks.micro_batches import real_lengths, split_by_tokens
+    from longbird.tasks.micro_batches import MicroBatch, real_lengths, run_in_turn, split_by_tokens
 
-        pieces = [p.inputs for p in split_by_tokens(inputs, int(real_lengths(inputs).max()))]
+    # train_micro: budget the longest example (the loss is a sum: no piece weights)
+    pieces = (
+        split_by_tokens(inputs, int(real_lengths(inputs).max())) if mode == "train_micro" else [MicroBatch(inputs, 1)]
+    )
+
+    def backward(piece: MicroBatch, last: bool) -> None:
+        hidden = model(**piece.inputs).last_hidden_state
+        mask = piece.inputs.get("attention_mask")
+        loss = hidden.sum() if mask is None else (hidden * mask.unsqueeze(-1).to(hidden.dtype)).sum()
+        loss.backward()
 
     def step():
-        for piece in pieces:
-            hidden = model(**piece).last_hidden_state
-            mask = piece.get("attention_mask")
-            loss = hidden.sum() if mask is None else (hidden * mask.unsqueeze(-1).to(hidden.dtype)).sum()
-            loss.backward()
+        run_in_turn(pieces, backward, model.device)
         model.zero_grad(set_to_none=True)
 
     return step

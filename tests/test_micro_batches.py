@@ -111,3 +111,16 @@ def test_micro_batch_tokens_flag_errors(recipe_trainer, capsys):  # noqa: F811
         with pytest.raises(SystemExit):
             recipe_trainer(case, "--micro_batch_tokens", value)
         assert message in capsys.readouterr().err
+
+
+def test_pieces_run_in_turn_handing_freed_host_memory_back_between_them(monkeypatch):
+    from longbird.tasks import micro_batches
+
+    calls = []
+    monkeypatch.setattr(micro_batches, "release_freed_host_memory", lambda: calls.append("trim"))
+    pieces = split_by_tokens(padded_batch([5, 4, 3]), 5)
+    seen = micro_batches.run_in_turn(pieces, lambda p, last: (len(p.inputs["input_ids"]), last), torch.device("cpu"))
+    assert seen == [(1, False), (1, False), (1, True)] and calls == ["trim", "trim"]
+    calls.clear()
+    micro_batches.run_in_turn(pieces, lambda p, last: None, torch.device("meta"))  # an accelerator's allocator
+    assert calls == []

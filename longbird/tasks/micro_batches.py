@@ -13,11 +13,16 @@ the batch's padded width: the models skip padding, so it costs no compute.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import ctypes
+import functools
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,37 @@ def split_by_tokens(batch: Mapping[str, Any], max_tokens: int) -> list[MicroBatc
     return pieces
 
 
+def run_in_turn(pieces: list[MicroBatch], step: Callable[[MicroBatch, bool], T], device: torch.device) -> list[T]:
+    """`step(piece, is_last)` for each piece in order. On CPU, the host memory the previous piece
+    freed is handed back before the next one: glibc keeps freed activation-sized blocks in its heap
+    and the next piece's slightly different sizes grow it (README's batch: 2,571 vs 2,165 MiB peak
+    after three steps), at ~0.1 s a piece at 4,096 tokens."""
+    results = []
+    for k, piece in enumerate(pieces):
+        last = k == len(pieces) - 1
+        results.append(step(piece, last))
+        if not last and device.type == "cpu":
+            release_freed_host_memory()
+    return results
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc only (not musl)
+    except (AttributeError, OSError):
+        return None
+
+
+def release_freed_host_memory() -> None:
+    """Return the C heap's free pages to the system (glibc `malloc_trim`); a no-op elsewhere."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 class MicroBatchedTraining:
     """Trainer mixin: with `micro_batch_tokens`, each training batch runs in micro-batches of at
     most that many real tokens, gradients accumulated (`class T(MicroBatchedTraining, Trainer)`).
@@ -106,17 +142,17 @@ class MicroBatchedTraining:
                 denominator /= self.accelerator.num_processes
         else:
             denominator = float(sum(p.items for p in pieces))
-        total = None
+
+        def step(piece: MicroBatch, last: bool) -> torch.Tensor:
+            self._loss_scale = piece.items / denominator
+            # gradients are all-reduced once, after the last piece
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
+                return super(MicroBatchedTraining, self).training_step(model, piece.inputs, None)
+
         try:
-            for k, piece in enumerate(pieces):
-                self._loss_scale = piece.items / denominator
-                last = k == len(pieces) - 1  # gradients are all-reduced once, after the last piece
-                with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
-                    loss = super().training_step(model, piece.inputs, None)
-                total = loss if total is None else total + loss
+            return sum(run_in_turn(pieces, step, self.args.device))
         finally:
             self._loss_scale = None
-        return total
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
