@@ -50,12 +50,16 @@ def loss_items(batch: Mapping[str, Any]) -> torch.Tensor:
     return torch.ones(len(real_lengths(batch)), dtype=torch.long)
 
 
+def check_token_budget(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive number of tokens (e.g. 4096); got {value!r}.")
+
+
 def split_by_tokens(batch: Mapping[str, Any], max_tokens: int) -> list[MicroBatch]:
     """Whole examples of `batch` grouped into micro-batches of at most `max_tokens` real tokens
     (first fit, longest first; an example longer than `max_tokens` is a micro-batch alone). Every
     tensor whose first dimension is the batch is cut by rows; anything else is passed on as is."""
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ValueError(f"max_tokens must be a positive number of tokens; got {max_tokens!r}.")
+    check_token_budget(max_tokens, "max_tokens")
     lengths, items = real_lengths(batch).tolist(), loss_items(batch).tolist()
     groups: list[list[int]] = []
     room: list[int] = []
@@ -121,10 +125,8 @@ class MicroBatchedTraining:
 
     def __init__(self, *args: Any, micro_batch_tokens: int | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if micro_batch_tokens is not None and (
-            isinstance(micro_batch_tokens, bool) or not isinstance(micro_batch_tokens, int) or micro_batch_tokens < 1
-        ):
-            raise ValueError(f"micro_batch_tokens must be a positive number of tokens; got {micro_batch_tokens!r}.")
+        if micro_batch_tokens is not None:
+            check_token_budget(micro_batch_tokens, "micro_batch_tokens")
         self.micro_batch_tokens = micro_batch_tokens
         self._loss_scale: float | None = None
 

@@ -48,6 +48,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint, has_length
 
 import longbird  # noqa: F401  (registers the Auto classes)
+from longbird.tasks.micro_batches import check_token_budget
 from longbird.tokenization import train_dna_tokenizer, train_tokenizer
 
 MODEL_TYPES = ("longbird_bigbird", "longbird_etc", "longbird_bigbird_pegasus")
@@ -207,9 +208,8 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
             "--fp16 (float16 mixed precision) needs a GPU: on CPU accelerate would train in float32 without "
             "saying so. On CPU pass --bf16 (bfloat16 autocast); --fp16_full_eval evaluates in float16."
         )
-    tokens = getattr(data_args, "micro_batch_tokens", None)
-    if tokens is not None and tokens < 1:
-        raise ValueError(f"--micro_batch_tokens must be a positive number of tokens (e.g. 4096); got {tokens}.")
+    if getattr(data_args, "micro_batch_tokens", None) is not None:
+        check_token_budget(data_args.micro_batch_tokens, "--micro_batch_tokens")
     if training_args.do_train and not data_args.train_file:
         raise ValueError("--do_train needs --train_file (a .json/.jsonl/.csv/.txt file).")
     if training_args.do_eval and not data_args.validation_file:
