@@ -124,3 +124,21 @@ def test_pieces_run_in_turn_handing_freed_host_memory_back_between_them(monkeypa
     calls.clear()
     micro_batches.run_in_turn(pieces, lambda p, last: None, torch.device("meta"))  # an accelerator's allocator
     assert calls == []
+
+
+def test_recipe_trains_in_micro_batches_end_to_end(recipe_trainer):  # noqa: F811
+    """Trainer's own loop (gradient accumulation, optimizer, logging) over micro-batched steps."""
+    trainer = recipe_trainer(
+        "classification-bigbird", "--micro_batch_tokens", "40", "--max_steps", "2", "--gradient_accumulation_steps", "2"
+    )
+    calls = []
+    original = trainer.compute_loss
+
+    def counting(*args, **kwargs):
+        calls.append(trainer._loss_scale)
+        return original(*args, **kwargs)
+
+    trainer.compute_loss = counting
+    result = trainer.train()
+    assert result.global_step == 2 and torch.isfinite(torch.tensor(result.training_loss))
+    assert len(calls) > 4 and all(scale is not None and 0 < scale < 1 for scale in calls)  # split steps only
